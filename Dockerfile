@@ -1,0 +1,25 @@
+# syntax=docker/dockerfile:1
+# Build stage: install the locked dependencies and the app into a virtual environment.
+FROM python:3.11-slim AS build
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+WORKDIR /src
+RUN python -m venv /opt/venv
+COPY requirements.lock ./
+RUN /opt/venv/bin/pip install --require-hashes -r requirements.lock
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY migrations ./migrations
+RUN /opt/venv/bin/pip install --no-deps .
+
+# Runtime stage: only the virtual environment, run as an unprivileged user.
+FROM python:3.11-slim
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
+    HOMEWORK_ENV=production
+RUN useradd --system --uid 10001 --home-dir /srv homework && mkdir -p /srv && chown homework /srv
+COPY --from=build /opt/venv /opt/venv
+WORKDIR /srv
+USER homework
+EXPOSE 8000
+HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status != 200)"]
+CMD ["homework", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,133 @@
+"""Pure ASGI middleware: request ids and access logs, and the request body limit.
+
+Pure ASGI (not BaseHTTPMiddleware) because these run on every request and must not add a task
+or buffer the body.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import InternalError, PayloadTooLarge, problem_response
+
+REQUEST_ID_HEADER = "x-request-id"
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+access_log = logging.getLogger("homework.access")
+error_log = logging.getLogger("homework.errors")
+
+
+class RequestContextMiddleware:
+    """Gives every request an id (the caller's, if it is safe to echo), returns it on the
+    response, writes one access-log line, and turns any unhandled exception into a 500
+    problem that leaks nothing."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        offered = Request(scope).headers.get(REQUEST_ID_HEADER, "")
+        request_id = offered if _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        started = time.perf_counter()
+        status = 500
+        response_started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            error_log.exception(
+                "unhandled error", extra={"request_id": request_id, **_route_fields(scope)}
+            )
+            if response_started:
+                raise
+            await problem_response(Request(scope), InternalError())(scope, receive, send_with_id)
+        finally:
+            access_log.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    **_route_fields(scope),
+                    "status": status,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                },
+            )
+
+
+def _route_fields(scope: Scope) -> dict[str, Any]:
+    route = scope.get("route")
+    # The template (/v1/clients/{client_id}), never the raw path: ids in paths are not for logs.
+    path = getattr(route, "path", None) or "<unmatched>"
+    return {"method": scope.get("method"), "path": path}
+
+
+class BodySizeLimitMiddleware:
+    """Refuses bodies over the limit with 413, whether declared by Content-Length or streamed."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = PayloadTooLarge(f"The request body may be at most {self.max_body_bytes} bytes.")
+        declared = Request(scope).headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await problem_response(Request(scope), too_large)(scope, receive, send)
+            return
+
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if response_started:
+                raise
+            await problem_response(Request(scope), too_large)(scope, receive, send)
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    """An HTTPException so that FastAPI's body parsing re-raises it as it is (it wraps any other
+    exception from `receive` in a 400)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413)

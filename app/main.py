@@ -1,0 +1,53 @@
+"""The application factory: routers, middleware and error handlers; nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.core.config import Settings, get_settings
+from app.core.db import Database
+from app.core.errors import install_error_handlers
+from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
+from app.routers import health, v1
+
+API_DESCRIPTION = """\
+Therapy homework for telehealth platforms: clinicians assign between-session homework, clients
+complete it with structured answers, reminders respect the client's time zone, and the vendor's
+backend hears about all of it through signed webhooks.
+
+Every error is RFC 9457 `application/problem+json` with a stable `type`.
+"""
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    database = Database(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await database.dispose()
+
+    app = FastAPI(
+        title="Homework API",
+        version="1.0.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.database = database
+
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(v1.router)
+
+    # Added last, runs first: the body limit sits inside the request context so that a 413 is
+    # logged and carries a request id.
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    return app
