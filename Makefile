@@ -19,7 +19,7 @@ $(STAMP): requirements-dev.lock pyproject.toml
 	rm -f $(VENV)/.installed-* && touch $@
 
 run: install
-	$(BIN)/homework serve
+	$(BIN)/homework serve --demo
 
 test: install lint typecheck pytest
 

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import click
 import uvicorn
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import migrations
 from app.core.config import get_settings
+from app.core.db import Database
+from app.core.errors import Problem
 from app.core.logging import configure_logging
+from app.core.scopes import ScopeError, ScopeSet
+from app.models import Tenant
+from app.schemas.identity_providers import IdentityProviderIn
+from app.services import identity_providers
+from app.services import tenants as tenant_service
+
+T = TypeVar("T")
 
 DEFAULT_OPENAPI_PATH = Path("openapi/openapi.json")
 
@@ -27,12 +42,15 @@ def main() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1))
 @click.option("--no-migrate", is_flag=True, help="Do not apply migrations before serving.")
-def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
+@click.option("--demo", is_flag=True, help="Seed a demo tenant on first start; print curl lines.")
+def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool) -> None:
     """Apply migrations, then serve the API with uvicorn."""
     settings = get_settings()
     configure_logging(settings.log_level)
     if not no_migrate:
         asyncio.run(migrations.upgrade(settings))
+    if demo:
+        _ensure_demo(f"http://{host}:{port}")
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -43,6 +61,21 @@ def serve(host: str, port: int, workers: int, no_migrate: bool) -> None:
         log_config=None,
         proxy_headers=True,
     )
+
+
+def _ensure_demo(base_url: str) -> None:
+    from app.services import demo as demo_data
+
+    seeded = demo_data.load()
+    tenant_id = seeded["tenant_id"] if seeded else ""
+    if seeded is None or not _run_in_session(lambda session: _tenant_exists(session, tenant_id)):
+        seeded = _run_in_session(demo_data.seed)
+        demo_data.save(seeded)
+    click.echo(demo_data.instructions(seeded, base_url))
+
+
+async def _tenant_exists(session: AsyncSession, tenant_id: str) -> bool:
+    return await session.get(Tenant, tenant_id) is not None
 
 
 @main.group()
@@ -104,3 +137,81 @@ def openapi(check: bool, output: Path) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(rendered)
     click.echo(f"wrote {output}")
+
+
+@main.group()
+def tenants() -> None:
+    """Create tenants and their OAuth clients."""
+
+
+def _run_in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    async def run() -> T:
+        database = Database(get_settings())
+        try:
+            async with database.sessionmaker() as session, session.begin():
+                return await work(session)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(run())
+
+
+@tenants.command("create")
+@click.argument("name")
+def tenants_create(name: str) -> None:
+    """Create tenant NAME and its first OAuth client; prints the secret once."""
+    issued = _run_in_session(lambda session: tenant_service.create_tenant(session, name))
+    click.echo(json.dumps(dataclasses.asdict(issued), indent=2))
+
+
+@tenants.command("list")
+def tenants_list() -> None:
+    """List tenants with their number of OAuth clients."""
+    rows = _run_in_session(tenant_service.list_tenants)
+    for tenant, clients in rows:
+        click.echo(f"{tenant.id}  {tenant.name}  ({clients} OAuth clients)")
+
+
+@tenants.command("add-client")
+@click.argument("tenant_id")
+@click.option("--name", required=True, help="What this client is, for people reading the list.")
+@click.option("--scope", "scope", required=True, help="Space-separated scopes it may hold.")
+def tenants_add_client(tenant_id: str, name: str, scope: str) -> None:
+    """Add an OAuth client to TENANT_ID with its own allowed scopes; prints the secret once."""
+    try:
+        scopes = ScopeSet.parse(scope)
+    except ScopeError as exc:
+        raise click.BadParameter(str(exc), param_hint="--scope") from exc
+
+    async def add(session: AsyncSession) -> tenant_service.IssuedCredentials:
+        if await session.get(Tenant, tenant_id) is None:
+            raise click.BadParameter(f"no tenant {tenant_id}", param_hint="TENANT_ID")
+        return await tenant_service.create_oauth_client(session, tenant_id, name, scopes)
+
+    click.echo(json.dumps(dataclasses.asdict(_run_in_session(add)), indent=2))
+
+
+@tenants.command("trust-idp")
+@click.argument("tenant_id")
+@click.option("--issuer", required=True)
+@click.option("--jwks-url", required=True)
+@click.option("--audience", required=True)
+@click.option("--kind-claim", default="homework_kind", show_default=True)
+@click.option("--external-id-claim", default="sub", show_default=True)
+def tenants_trust_idp(tenant_id: str, **options: str) -> None:
+    """Accept access tokens from TENANT_ID's own identity provider."""
+    try:
+        body = IdentityProviderIn(**options)
+    except ValidationError as exc:
+        raise click.UsageError(str(exc)) from exc
+
+    async def save(session: AsyncSession) -> None:
+        if await session.get(Tenant, tenant_id) is None:
+            raise click.BadParameter(f"no tenant {tenant_id}", param_hint="TENANT_ID")
+        try:
+            await identity_providers.save(session, get_settings(), tenant_id, body)
+        except Problem as exc:
+            raise click.UsageError(exc.errors[0].message if exc.errors else str(exc)) from exc
+
+    _run_in_session(save)
+    click.echo(f"tenant {tenant_id} now trusts {body.issuer}")

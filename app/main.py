@@ -10,8 +10,13 @@ from fastapi import FastAPI
 from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.core.errors import install_error_handlers
+from app.core.jwks_cache import JwksCache
+from app.core.keys import KeyRing
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
-from app.routers import health, v1
+from app.core.outbound import guarded_client
+from app.core.tokens import TokenService
+from app.routers import health, oauth, v1
+from app.services.identity_providers import IssuerDirectory, outbound_policy
 
 API_DESCRIPTION = """\
 Therapy homework for telehealth platforms: clinicians assign between-session homework, clients
@@ -25,10 +30,18 @@ Every error is RFC 9457 `application/problem+json` with a stable `type`.
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     database = Database(settings)
+    outbound_http = guarded_client(outbound_policy(settings), timeout=5.0)
+    jwks = JwksCache(
+        outbound_http,
+        ttl_seconds=settings.idp_jwks_ttl_seconds,
+        min_refetch_seconds=settings.idp_jwks_min_refetch_seconds,
+    )
+    issuers = IssuerDirectory(database.engine, jwks)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        await outbound_http.aclose()
         await database.dispose()
 
     app = FastAPI(
@@ -41,9 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.database = database
+    app.state.issuers = issuers
+    app.state.tokens = TokenService(settings, KeyRing.from_settings(settings), issuers.find)
 
     install_error_handlers(app)
     app.include_router(health.router)
+    app.include_router(oauth.router)
     app.include_router(v1.router)
 
     # Added last, runs first: the body limit sits inside the request context so that a 413 is

@@ -150,3 +150,10 @@ def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if key.startswith("HOMEWORK_") and key != "HOMEWORK_TEST_POSTGRES_URL":
             monkeypatch.delenv(key)
     yield
+
+
+@pytest.fixture
+async def world(app: FastAPI):  # type: ignore[no-untyped-def]
+    from tests.world import build_world
+
+    return await build_world(app)

@@ -35,3 +35,61 @@ def test_openapi_check_fails_on_drift_and_passes_once_written(tmp_path: Path) ->
     assert stale.exit_code == 1
     assert runner.invoke(main, ["openapi", "--output", str(target)]).exit_code == 0
     assert runner.invoke(main, ["openapi", "--check", "--output", str(target)]).exit_code == 0
+
+
+def test_tenants_create_prints_credentials_once_and_list_shows_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from app.core.config import get_settings
+
+    monkeypatch.setenv("HOMEWORK_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/t.db")
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        assert runner.invoke(main, ["migrate", "upgrade"]).exit_code == 0
+        created = runner.invoke(main, ["tenants", "create", "Acme Health"])
+        assert created.exit_code == 0, created.output
+        issued = json.loads(created.output)
+        assert issued["tenant_id"].startswith("ten_")
+        assert issued["client_secret"].startswith("hws_")
+        listed = runner.invoke(main, ["tenants", "list"])
+        assert "Acme Health" in listed.output and "(1 OAuth clients)" in listed.output
+        assert issued["client_secret"] not in listed.output
+        added = runner.invoke(
+            main,
+            [
+                "tenants",
+                "add-client",
+                issued["tenant_id"],
+                "--name",
+                "reports",
+                "--scope",
+                "system/audit.rs",
+            ],
+        )
+        assert added.exit_code == 0, added.output
+        assert json.loads(added.output)["scope"] == "system/audit.rs"
+        bad = runner.invoke(
+            main, ["tenants", "add-client", issued["tenant_id"], "--name", "x", "--scope", "root"]
+        )
+        assert bad.exit_code != 0
+        trusted = runner.invoke(
+            main,
+            [
+                "tenants",
+                "trust-idp",
+                issued["tenant_id"],
+                "--issuer",
+                "https://id.example/",
+                "--jwks-url",
+                "https://127.0.0.1/jwks",
+                "--audience",
+                "homework-api",
+            ],
+        )
+        assert trusted.exit_code != 0
+        assert "private address" in trusted.output
+    finally:
+        get_settings.cache_clear()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from enum import StrEnum
 from functools import lru_cache
+from pathlib import Path
 from typing import Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./homework.db"
@@ -34,9 +35,36 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
 
+    # Tokens we issue (RFC 9068 JWT access tokens).
+    issuer: str = "http://127.0.0.1:8000"
+    audience: str = "homework-api"
+    # A JSON list of {"kid", "alg" (ES256 or RS256), "pem"} private keys; the first signs, all
+    # are published in the JWKS so that tokens signed by a retiring key stay valid.
+    signing_keys: SecretStr | None = None
+    # Development only: where the key generated on first start is kept.
+    dev_signing_key_path: Path = Path(".homework/signing-keys.json")
+    system_token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
+    user_token_ttl_seconds: int = Field(default=900, ge=60, le=86400)
+    token_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # Tenants' own identity providers: how long a fetched JWKS is trusted, and the least time
+    # between two fetches caused by an unknown kid.
+    idp_jwks_ttl_seconds: int = Field(default=3600, ge=60)
+    idp_jwks_min_refetch_seconds: float = Field(default=60.0, ge=0)
+
+    # Outbound calls to URLs that tenants give us (webhooks, IdP JWKS).
+    outbound_allow_http: bool = False
+    # Hosts allowed although they resolve to private or loopback addresses (comma-separated).
+    outbound_allowed_hosts: str = ""
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def allowed_outbound_hosts(self) -> frozenset[str]:
+        return frozenset(
+            h.strip().lower() for h in self.outbound_allowed_hosts.split(",") if h.strip()
+        )
 
     @model_validator(mode="after")
     def refuse_insecure_production(self) -> Self:
@@ -45,6 +73,12 @@ class Settings(BaseSettings):
         problems = []
         if self.database_url == DEFAULT_DATABASE_URL:
             problems.append("HOMEWORK_DATABASE_URL must name a real database in production")
+        if self.signing_keys is None:
+            problems.append("HOMEWORK_SIGNING_KEYS must be set in production")
+        if self.issuer.startswith("http://"):
+            problems.append("HOMEWORK_ISSUER must be an https URL in production")
+        if self.outbound_allow_http:
+            problems.append("HOMEWORK_OUTBOUND_ALLOW_HTTP would send client events in clear text")
         if self.db_echo:
             problems.append("HOMEWORK_DB_ECHO would log query parameters (client data)")
         if problems:

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import String
+from sqlalchemy import ForeignKey, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.ids import new_id
-from app.models.base import Base, created_at_column, id_column
+from app.models.base import Base, UTCDateTime, created_at_column, id_column
 
 
 class Tenant(Base):
@@ -17,3 +17,37 @@ class Tenant(Base):
     id: Mapped[str] = id_column(default=lambda: new_id("ten"))
     name: Mapped[str] = mapped_column(String(200), nullable=False)
     created_at: Mapped[datetime] = created_at_column()
+
+
+class OAuthClient(Base):
+    """A vendor backend's credentials. The secret is kept only as a hash."""
+
+    __tablename__ = "oauth_clients"
+
+    id: Mapped[str] = id_column(default=lambda: new_id("oac"))
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True
+    )
+    name: Mapped[str] = mapped_column(String(200), nullable=False)
+    secret_hash: Mapped[str] = mapped_column(String(64), nullable=False)
+    # Space-separated scopes: system ones for its own tokens, clinician and client ones for
+    # the user tokens it may mint by token exchange.
+    allowed_scopes: Mapped[str] = mapped_column(Text, nullable=False)
+    created_at: Mapped[datetime] = created_at_column()
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class IdentityProvider(Base):
+    """A tenant's own identity provider, whose access tokens we accept directly."""
+
+    __tablename__ = "identity_providers"
+
+    tenant_id: Mapped[str] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    issuer: Mapped[str] = mapped_column(String(500), nullable=False, unique=True)
+    jwks_url: Mapped[str] = mapped_column(String(2000), nullable=False)
+    audience: Mapped[str] = mapped_column(String(500), nullable=False)
+    kind_claim: Mapped[str] = mapped_column(String(100), nullable=False)
+    external_id_claim: Mapped[str] = mapped_column(String(100), nullable=False)
+    updated_at: Mapped[datetime] = created_at_column()

@@ -1,7 +1,10 @@
+import json
+
 import pytest
 from pydantic import ValidationError
 
 from app.core.config import DEFAULT_DATABASE_URL, Environment, Settings
+from app.core.keys import KeyRing, generate_pem
 
 
 def test_defaults_to_embedded_sqlite() -> None:
@@ -35,8 +38,23 @@ def test_production_refuses_logging_query_parameters() -> None:
         )
 
 
+def test_production_refuses_generated_keys_and_plain_http_issuer() -> None:
+    with pytest.raises(ValidationError) as refused:
+        Settings(  # type: ignore[call-arg]
+            _env_file=None, env=Environment.production, database_url="postgresql+asyncpg://u@db/h"
+        )
+    assert "HOMEWORK_SIGNING_KEYS" in str(refused.value)
+    assert "HOMEWORK_ISSUER" in str(refused.value)
+
+
 def test_production_accepts_a_real_configuration() -> None:
+    keys = json.dumps([{"alg": "ES256", "pem": generate_pem()}])
     settings = Settings(  # type: ignore[call-arg]
-        _env_file=None, env=Environment.production, database_url="postgresql+asyncpg://u@db/h"
+        _env_file=None,
+        env=Environment.production,
+        database_url="postgresql+asyncpg://u@db/h",
+        signing_keys=keys,
+        issuer="https://homework.vendor.example",
     )
     assert settings.env is Environment.production
+    assert KeyRing.from_settings(settings).active.algorithm == "ES256"

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from app.core.db import SessionDep
+from app.core.errors import problem_responses
+from app.core.pagination import CursorQuery, LimitQuery, Page
+from app.core.security import Principal, require
+from app.schemas.audit import AuditEventOut
+from app.services import audit
+
+router = APIRouter(prefix="/audit-events", tags=["audit"])
+
+
+@router.get(
+    "",
+    operation_id="list_audit_events",
+    summary="Who read or changed which client's data",
+    responses=problem_responses(401, 403, 422),
+)
+async def list_audit_events(
+    session: SessionDep,
+    principal: Annotated[Principal, require("audit", "s")],
+    client_id: Annotated[str | None, Query(max_length=40)] = None,
+    actor_id: Annotated[str | None, Query(max_length=200)] = None,
+    since: Annotated[
+        AwareDatetime | None, Query(description="From this instant (inclusive).")
+    ] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Before this instant.")] = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[AuditEventOut]:
+    events, next_cursor = await audit.search(
+        session,
+        principal,
+        client_id=client_id,
+        actor_id=actor_id,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+    )
+    return Page(
+        data=[AuditEventOut.model_validate(e, from_attributes=True) for e in events],
+        next_cursor=next_cursor,
+    )

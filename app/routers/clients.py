@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from app.core.db import SessionDep
+from app.core.errors import problem_responses
+from app.core.etags import IfMatchHeader, check_if_match, set_etag
+from app.core.pagination import CursorQuery, LimitQuery, Page
+from app.core.security import Principal, require
+from app.models import Client
+from app.routers.clinicians import _out as clinician_out
+from app.routers.dependencies import ExternalIdFilter
+from app.schemas.people import (
+    CareTeamMemberAdd,
+    CareTeamOut,
+    ClientCreate,
+    ClientOut,
+    ClientUpdate,
+    QuietHours,
+)
+from app.services import people
+from app.services.audit import Action
+
+router = APIRouter(prefix="/clients", tags=["clients"])
+# Changing a care team changes which clients a clinician may see: it needs `clinicians.u`,
+# which only the vendor's backend holds (a client's `clients.u` covers its own preferences).
+ClientId = Annotated[str, Path(max_length=40)]
+
+
+def _out(client: Client) -> ClientOut:
+    quiet = (
+        QuietHours(start=client.quiet_hours_start, end=client.quiet_hours_end)
+        if client.quiet_hours_start and client.quiet_hours_end
+        else None
+    )
+    return ClientOut(
+        id=client.id,
+        external_id=client.external_id,
+        display_name=client.display_name,
+        time_zone=client.time_zone,
+        locale=client.locale,
+        quiet_hours=quiet,
+        next_session_at=client.next_session_at,
+        created_at=client.created_at,
+        updated_at=client.updated_at,
+    )
+
+
+@router.post(
+    "",
+    status_code=201,
+    operation_id="create_client",
+    summary="Provision a client",
+    responses=problem_responses(401, 403, 409, 422),
+)
+async def create_client(
+    body: ClientCreate,
+    session: SessionDep,
+    response: Response,
+    principal: Annotated[Principal, require("clients", "c")],
+) -> ClientOut:
+    client = await people.create_client(session, principal, body)
+    set_etag(response, client.id, client.version)
+    return _out(client)
+
+
+@router.get(
+    "",
+    operation_id="list_clients",
+    summary="List the clients you may see",
+    responses=problem_responses(401, 403, 422),
+)
+async def list_clients(
+    session: SessionDep,
+    principal: Annotated[Principal, require("clients", "s")],
+    external_id: ExternalIdFilter = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[ClientOut]:
+    items, next_cursor = await people.list_clients(
+        session, principal, external_id=external_id, limit=limit, cursor=cursor
+    )
+    return Page(data=[_out(c) for c in items], next_cursor=next_cursor)
+
+
+@router.get(
+    "/{client_id}",
+    operation_id="get_client",
+    summary="Read a client",
+    responses=problem_responses(401, 403, 404),
+)
+async def get_client(
+    client_id: ClientId,
+    session: SessionDep,
+    response: Response,
+    principal: Annotated[Principal, require("clients", "r")],
+) -> ClientOut:
+    client = await people.get_client(session, principal, client_id)
+    set_etag(response, client.id, client.version)
+    return _out(client)
+
+
+@router.patch(
+    "/{client_id}",
+    operation_id="update_client",
+    summary="Change a client, or a client's own preferences",
+    responses=problem_responses(401, 403, 404, 409, 412, 422),
+)
+async def update_client(
+    client_id: ClientId,
+    body: ClientUpdate,
+    session: SessionDep,
+    response: Response,
+    principal: Annotated[Principal, require("clients", "u")],
+    if_match: IfMatchHeader = None,
+) -> ClientOut:
+    client = await people.get_client(session, principal, client_id, action=Action.update)
+    check_if_match(if_match, client.id, client.version)
+    client = await people.update_client(session, principal, client, body)
+    set_etag(response, client.id, client.version)
+    return _out(client)
+
+
+@router.delete(
+    "/{client_id}",
+    status_code=204,
+    operation_id="erase_client",
+    summary="Erase a client and all their data",
+    description="Deletes the client and everything that is theirs; the audit trail keeps "
+    "the fact of the erasure, by id only.",
+    responses=problem_responses(401, 403, 404, 412),
+)
+async def erase_client(
+    client_id: ClientId,
+    session: SessionDep,
+    principal: Annotated[Principal, require("clients", "d")],
+    if_match: IfMatchHeader = None,
+) -> None:
+    client = await people.get_client(session, principal, client_id, action=Action.erase)
+    check_if_match(if_match, client.id, client.version)
+    await people.erase_client(session, principal, client)
+
+
+@router.get(
+    "/{client_id}/care-team",
+    operation_id="get_care_team",
+    summary="The clinicians treating a client",
+    responses=problem_responses(401, 403, 404),
+)
+async def get_care_team(
+    client_id: ClientId,
+    session: SessionDep,
+    principal: Annotated[Principal, require("clients", "r")],
+) -> CareTeamOut:
+    client = await people.get_client(session, principal, client_id)
+    members = await people.care_team(session, client)
+    return CareTeamOut(client_id=client.id, clinicians=[clinician_out(c) for c in members])
+
+
+@router.post(
+    "/{client_id}/care-team",
+    status_code=201,
+    operation_id="add_care_team_member",
+    summary="Put a clinician on a client's care team",
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def add_care_team_member(
+    client_id: ClientId,
+    body: CareTeamMemberAdd,
+    session: SessionDep,
+    principal: Annotated[Principal, require("clinicians", "u")],
+) -> CareTeamOut:
+    client = await people.get_client(session, principal, client_id, action=Action.update)
+    await people.add_to_care_team(session, principal, client, body.clinician_id)
+    members = await people.care_team(session, client)
+    return CareTeamOut(client_id=client.id, clinicians=[clinician_out(c) for c in members])
+
+
+@router.delete(
+    "/{client_id}/care-team/{clinician_id}",
+    status_code=204,
+    operation_id="remove_care_team_member",
+    summary="Take a clinician off a client's care team",
+    responses=problem_responses(401, 403, 404),
+)
+async def remove_care_team_member(
+    client_id: ClientId,
+    clinician_id: Annotated[str, Path(max_length=40)],
+    session: SessionDep,
+    principal: Annotated[Principal, require("clinicians", "u")],
+) -> None:
+    client = await people.get_client(session, principal, client_id, action=Action.update)
+    await people.remove_from_care_team(session, principal, client, clinician_id)

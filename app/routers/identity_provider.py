@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Request
+
+from app.core.db import SessionDep
+from app.core.errors import NotFound, problem_responses
+from app.core.security import Principal, require
+from app.models import IdentityProvider
+from app.schemas.identity_providers import IdentityProviderIn, IdentityProviderOut
+from app.services import identity_providers
+
+router = APIRouter(prefix="/identity-provider", tags=["identity"])
+
+
+@router.put(
+    "",
+    operation_id="set_identity_provider",
+    summary="Trust your own identity provider's access tokens",
+    responses=problem_responses(401, 403, 422),
+)
+async def set_identity_provider(
+    body: IdentityProviderIn,
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, require("identity", "u")],
+) -> IdentityProviderOut:
+    provider = await identity_providers.save(
+        session, request.app.state.settings, principal.tenant_id, body
+    )
+    request.app.state.issuers.forget()
+    return IdentityProviderOut.model_validate(provider, from_attributes=True)
+
+
+@router.get(
+    "",
+    operation_id="get_identity_provider",
+    summary="The identity provider you trust, if any",
+    responses=problem_responses(401, 403, 404),
+)
+async def get_identity_provider(
+    session: SessionDep, principal: Annotated[Principal, require("identity", "r")]
+) -> IdentityProviderOut:
+    provider = await session.get(IdentityProvider, principal.tenant_id)
+    if provider is None:
+        raise NotFound("No identity provider is configured.")
+    return IdentityProviderOut.model_validate(provider, from_attributes=True)
+
+
+@router.delete(
+    "",
+    status_code=204,
+    operation_id="delete_identity_provider",
+    summary="Stop trusting your identity provider",
+    responses=problem_responses(401, 403, 404),
+)
+async def delete_identity_provider(
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, require("identity", "d")],
+) -> None:
+    provider = await session.get(IdentityProvider, principal.tenant_id)
+    if provider is None:
+        raise NotFound("No identity provider is configured.")
+    await session.delete(provider)
+    await session.flush()
+    request.app.state.issuers.forget()

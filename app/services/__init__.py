@@ -1,0 +1,1 @@
+"""The domain: services that never see HTTP types and never commit."""

@@ -1,0 +1,62 @@
+"""Object-level access: what a principal may see, as SQL conditions.
+
+Every query for a client's data goes through here, so a route never decides on its own who may
+see what. An object outside these conditions is simply not found (404): its existence is not
+leaked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, exists, select, true
+
+from app.core.security import Principal
+from app.models import CareTeamMember, Client, Clinician
+
+
+def client_visibility(principal: Principal, client_id_column: Any) -> ColumnElement[bool]:
+    """The condition on a `client_id` column: which clients' rows this principal may see.
+
+    Callers also filter on their table's `tenant_id`; this adds the per-role part.
+    """
+    if principal.is_client:
+        condition: ColumnElement[bool] = client_id_column == principal.subject_id
+        return condition
+    if principal.is_clinician:
+        return exists().where(
+            CareTeamMember.client_id == client_id_column,
+            CareTeamMember.clinician_id == principal.subject_id,
+        )
+    return true()
+
+
+def visible_clients(principal: Principal) -> Select[Client]:
+    return select(Client).where(
+        Client.tenant_id == principal.tenant_id, client_visibility(principal, Client.id)
+    )
+
+
+def visible_clinicians(principal: Principal) -> Select[Clinician]:
+    """System: the tenant's clinicians. A clinician: themself and those who share a client
+    with them. A client: the clinicians on their care team."""
+    statement = select(Clinician).where(Clinician.tenant_id == principal.tenant_id)
+    if principal.is_system:
+        return statement
+    mine = CareTeamMember.__table__.alias("mine")
+    theirs = CareTeamMember.__table__.alias("theirs")
+    if principal.is_clinician:
+        shares_a_client = exists().where(
+            mine.c.clinician_id == principal.subject_id,
+            theirs.c.client_id == mine.c.client_id,
+            theirs.c.clinician_id == Clinician.id,
+        )
+        return statement.where((Clinician.id == principal.subject_id) | shares_a_client)
+    return statement.where(
+        exists().where(
+            and_(
+                CareTeamMember.client_id == principal.subject_id,
+                CareTeamMember.clinician_id == Clinician.id,
+            )
+        )
+    )
