@@ -200,3 +200,24 @@ async def test_one_issuer_one_tenant(
     assert (
         await idp.get("/v1/identity-provider", headers=idp_world.headers("system_a"))
     ).status_code == 404
+
+
+async def test_an_idp_cannot_grant_more_than_the_role_may_hold(
+    idp: httpx.AsyncClient, idp_world: World, jwks_host: JwksHost
+) -> None:
+    key = RSAKey.generate_key(2048, parameters={"kid": "k"})
+    jwks_host.keys = [key.as_dict(private=False)]
+    await trust(idp, idp_world, jwks_host)
+    greedy = idp_token(
+        key,
+        "RS256",
+        sub="A-cln-1",
+        homework_kind="clinician",
+        scope="clinician/clients.cruds clinician/audit.rs clinician/identity.cruds",
+    )
+    headers = {"Authorization": f"Bearer {greedy}"}
+    client_a1 = idp_world.a.clients["A1"]
+    assert (await idp.get(f"/v1/clients/{client_a1}", headers=headers)).status_code == 200
+    assert (await idp.delete(f"/v1/clients/{client_a1}", headers=headers)).status_code == 403
+    assert (await idp.get("/v1/audit-events", headers=headers)).status_code == 403
+    assert (await idp.get("/v1/identity-provider", headers=headers)).status_code == 403

@@ -93,9 +93,7 @@ async def build_world(app: FastAPI) -> World:
         "client_a2": world.token_for(a, Context.client, a.clients["A2"]),
         "system_b": world.token_for(b, Context.system, b.client_id),
         "expired": _expired(world, a),
-        "no_scope": world.token_for(
-            a, Context.system, a.client_id, ScopeSet.parse("system/templates.r")
-        ),
+        "no_scope": world.token_for(a, Context.system, a.client_id, ScopeSet()),
     }
     return world
 

@@ -18,9 +18,15 @@ from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError, JW
 from app.core.config import Settings
 from app.core.ids import new_id
 from app.core.keys import KeyRing
-from app.core.scopes import Context, ScopeSet
+from app.core.scopes import ROLE_SCOPES, Context, ScopeSet
 
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+
+
+def _capped(scopes: ScopeSet, kind: Context) -> ScopeSet:
+    """Whatever a token claims, it carries at most what its kind of subject may ever hold, and
+    only in its own context: an identity provider cannot grant a clinician `clients.d`."""
+    return scopes.intersect(ROLE_SCOPES[kind])
 
 
 class InvalidToken(Exception):
@@ -131,7 +137,7 @@ class TokenService:
                 subject_is_external=False,
                 client_id=str(claims["client_id"]),
                 token_id=str(claims["jti"]),
-                scopes=scopes.only(kind),
+                scopes=_capped(scopes, kind),
                 expires_at=int(claims["exp"]),
             )
         except (KeyError, ValueError) as exc:
@@ -154,7 +160,7 @@ class TokenService:
                 subject_is_external=True,
                 client_id=str(claims.get("client_id") or claims.get("azp") or trusted.issuer),
                 token_id=str(claims.get("jti") or ""),
-                scopes=ScopeSet.parse(claims.get("scope")).only(kind),
+                scopes=_capped(ScopeSet.parse(claims.get("scope")), kind),
                 expires_at=int(claims["exp"]),
             )
         except (KeyError, ValueError) as exc:
