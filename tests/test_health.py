@@ -54,3 +54,28 @@ async def test_readyz_is_503_until_migrations_reach_head(tmp_path: pytest.TempPa
     assert before.status_code == 503
     assert "not at" in before.json()["detail"]
     assert after.status_code == 200
+
+
+async def test_requests_answer_503_when_the_database_is_unreachable() -> None:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        env=Environment.test,
+        database_url="postgresql+asyncpg://postgres@127.0.0.1:1/test",
+    )
+    app = create_app(settings)
+    from app.core.scopes import ROLE_SCOPES, Context
+
+    token, _ = app.state.tokens.issue(
+        tenant_id="ten_x",
+        kind=Context.system,
+        subject="oac_x",
+        client_id="oac_x",
+        scopes=ROLE_SCOPES[Context.system],
+        ttl_seconds=60,
+    )
+    async with client_for(app) as http:
+        response = await http.get("/v1/clients", headers={"Authorization": f"Bearer {token}"})
+    await app.state.database.dispose()
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["retry-after"] == "5"

@@ -13,7 +13,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -147,7 +148,8 @@ def field_error(location: str, path: Sequence[str | int], message: str, code: st
     parts = [str(p) for p in path]
     return FieldError(
         location=location,
-        pointer="/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts),
+        # RFC 6901: "" is the whole document, "/a/0" a member of it.
+        pointer="".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts),
         field=".".join(parts),
         message=message,
         code=code,
@@ -191,7 +193,10 @@ def _validation_errors(raw: Iterable[Mapping[str, Any]]) -> tuple[bool, list[Fie
         location = str(loc.pop(0)) if loc else "body"
         code = str(err.get("type", "invalid"))
         if code == "json_invalid":
+            # Pydantic puts the character offset where a field would be; the problem is the
+            # whole document.
             malformed = True
+            loc = []
         # The message, never the offending input: it may be a client's answer.
         errors.append(field_error(location, loc, str(err.get("msg", "Invalid value")), code))
     return malformed, errors
@@ -219,11 +224,18 @@ async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, problem)
 
 
+def _database_unavailable(exc: Exception) -> bool:
+    """A lost or refused connection, a full pool or a locked SQLite file: the database is
+    (for now) out of reach, which is the caller's cue to retry, not a bug of ours."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, ConnectionError | PoolTimeout)
+
+
 async def _handle_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DBAPIError)
-    if not exc.connection_invalidated:
+    if not _database_unavailable(exc):
         raise exc
-    log.warning("database connection lost", extra={"error": type(exc.orig).__name__})
+    log.warning("database unavailable", extra={"error": type(exc).__name__})
     return problem_response(
         request,
         ServiceUnavailable(
@@ -236,7 +248,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _handle_problem)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
     app.add_exception_handler(RequestValidationError, _handle_validation)
-    app.add_exception_handler(DBAPIError, _handle_database_unavailable)
+    for unavailable in (DBAPIError, ConnectionError, PoolTimeout):
+        app.add_exception_handler(unavailable, _handle_database_unavailable)
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
