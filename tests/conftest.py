@@ -137,6 +137,19 @@ def postgres_only(backend: str) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    counts: dict[str, dict[str, int]] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            node = getattr(report, "nodeid", "")
+            backend = next(
+                (b for b in ("sqlite", "postgresql") if f"[{b}" in node or f"-{b}" in node), None
+            )
+            if backend and getattr(report, "when", "call") in ("call", "setup"):
+                per = counts.setdefault(backend, {})
+                per[outcome] = per.get(outcome, 0) + 1
+    for backend, per in sorted(counts.items()):
+        summary = ", ".join(f"{n} {outcome}" for outcome, n in sorted(per.items()))
+        terminalreporter.write_line(f"database tests on {backend}: {summary}")
     if _skipped_postgres:
         terminalreporter.write_sep("!", "POSTGRESQL RUN SKIPPED", red=True, bold=True)
         terminalreporter.write_line(_skipped_postgres[0], red=True)
