@@ -60,7 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(oauth.router)
-    app.include_router(v1.router)
+    for router in v1.ROUTERS:
+        app.include_router(router)
 
     # Added last, runs first: the body limit sits inside the request context so that a 413 is
     # logged and carries a request id.

@@ -100,6 +100,7 @@ async def _empty_all_tables(url: str) -> None:
                     await connection.execute(text(f"DELETE FROM {table}"))
     finally:
         await database.dispose()
+    await migrations.sync_builtin_data(_settings_for(url))
 
 
 @pytest.fixture

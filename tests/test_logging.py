@@ -33,3 +33,14 @@ async def test_access_log_uses_the_route_template(
     await client.get("/healthz")
     (record,) = [r for r in caplog.records if r.name == "homework.access"]
     assert json.loads(JsonFormatter().format(record))["path"] == "/healthz"
+
+
+async def test_access_log_records_the_full_template_of_versioned_routes(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="homework.access")
+    await client.get("/v1/clients/clt_secretish")
+    (record,) = [r for r in caplog.records if r.name == "homework.access"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["path"] == "/v1/clients/{client_id}"
+    assert "clt_secretish" not in caplog.text

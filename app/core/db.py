@@ -75,17 +75,35 @@ def get_database(request: Request) -> Database:
     return database
 
 
+REQUEST_SESSION_KEY = "homework.session"
+
+
 async def _request_session(
-    database: Annotated[Database, Depends(get_database)],
+    request: Request, database: Annotated[Database, Depends(get_database)]
 ) -> AsyncIterator[AsyncSession]:
     async with database.sessionmaker() as session:
+        request.scope[REQUEST_SESSION_KEY] = session
         try:
             yield session
         except BaseException:
             await session.rollback()
+            await _release_idempotency_claim(request, database)
             raise
         else:
-            await session.commit()
+            try:
+                await session.commit()
+            except BaseException:
+                await _release_idempotency_claim(request, database)
+                raise
+
+
+async def _release_idempotency_claim(request: Request, database: Database) -> None:
+    # A failed request must not hold its Idempotency-Key: the caller is entitled to retry.
+    from app.core import idempotency
+
+    claim = getattr(request.state, "idempotency_claim", None)
+    if claim is not None:
+        await idempotency.release(database, claim)
 
 
 # scope="function": the commit runs when the route returns, before the response is sent, so a

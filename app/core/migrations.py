@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 import migrations
 from app.core.config import Settings
@@ -48,7 +48,21 @@ async def _run(settings: Settings, action: Any, *args: Any) -> Any:
 
 
 async def upgrade(settings: Settings, revision: str = "head") -> None:
+    """Migrate, then bring the built-in templates (data the code owns) up to date."""
     await _run(settings, command.upgrade, revision)
+    if revision == "head":
+        await sync_builtin_data(settings)
+
+
+async def sync_builtin_data(settings: Settings) -> None:
+    from app.services.builtin_templates import sync_builtin_templates
+
+    engine = create_engine(settings)
+    try:
+        async with AsyncSession(engine) as session, session.begin():
+            await sync_builtin_templates(session)
+    finally:
+        await engine.dispose()
 
 
 async def downgrade(settings: Settings, revision: str) -> None:

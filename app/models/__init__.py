@@ -1,17 +1,28 @@
 """All tables, imported here so that `Base.metadata` knows every one of them."""
 
+from app.models.assignments import Adjustment, Assignment, Occurrence
 from app.models.audit import AuditEvent
 from app.models.base import Base
+from app.models.events import Event
+from app.models.idempotency import IdempotencyKey
 from app.models.people import CareTeamMember, Client, Clinician
+from app.models.templates import Template, TemplateVersion
 from app.models.tenant import IdentityProvider, OAuthClient, Tenant
 
 __all__ = [
+    "Adjustment",
+    "Assignment",
     "AuditEvent",
     "Base",
     "CareTeamMember",
     "Client",
     "Clinician",
+    "Event",
+    "IdempotencyKey",
     "IdentityProvider",
     "OAuthClient",
+    "Occurrence",
+    "Template",
+    "TemplateVersion",
     "Tenant",
 ]

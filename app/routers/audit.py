@@ -8,11 +8,12 @@ from pydantic import AwareDatetime
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.pagination import CursorQuery, LimitQuery, Page
+from app.core.routing import AppRoute
 from app.core.security import Principal, require
 from app.schemas.audit import AuditEventOut
 from app.services import audit
 
-router = APIRouter(prefix="/audit-events", tags=["audit"])
+router = APIRouter(prefix="/v1/audit-events", tags=["audit"], route_class=AppRoute)
 
 
 @router.get(

@@ -8,6 +8,7 @@ from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.etags import IfMatchHeader, check_if_match, set_etag
 from app.core.pagination import CursorQuery, LimitQuery, Page
+from app.core.routing import AppRoute
 from app.core.security import Principal, require
 from app.models import Client
 from app.routers.clinicians import _out as clinician_out
@@ -23,7 +24,7 @@ from app.schemas.people import (
 from app.services import people
 from app.services.audit import Action
 
-router = APIRouter(prefix="/clients", tags=["clients"])
+router = APIRouter(prefix="/v1/clients", tags=["clients"], route_class=AppRoute)
 # Changing a care team changes which clients a clinician may see: it needs `clinicians.u`,
 # which only the vendor's backend holds (a client's `clients.u` covers its own preferences).
 ClientId = Annotated[str, Path(max_length=40)]

@@ -8,13 +8,14 @@ from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.etags import IfMatchHeader, check_if_match, set_etag
 from app.core.pagination import CursorQuery, LimitQuery, Page
+from app.core.routing import AppRoute
 from app.core.security import Principal, require
 from app.models import Clinician
 from app.routers.dependencies import ExternalIdFilter
 from app.schemas.people import ClinicianCreate, ClinicianOut, ClinicianUpdate
 from app.services import people
 
-router = APIRouter(prefix="/clinicians", tags=["clinicians"])
+router = APIRouter(prefix="/v1/clinicians", tags=["clinicians"], route_class=AppRoute)
 ClinicianId = Annotated[str, Path(max_length=40)]
 
 

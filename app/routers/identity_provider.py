@@ -6,12 +6,13 @@ from fastapi import APIRouter, Request
 
 from app.core.db import SessionDep
 from app.core.errors import NotFound, problem_responses
+from app.core.routing import AppRoute
 from app.core.security import Principal, require
 from app.models import IdentityProvider
 from app.schemas.identity_providers import IdentityProviderIn, IdentityProviderOut
 from app.services import identity_providers
 
-router = APIRouter(prefix="/identity-provider", tags=["identity"])
+router = APIRouter(prefix="/v1/identity-provider", tags=["identity"], route_class=AppRoute)
 
 
 @router.put(

@@ -1,4 +1,5 @@
-"""The `/v1` API. Each capability includes its router here."""
+"""The `/v1` API, one router per resource. Each router carries its full `/v1/...` prefix and is
+included flat, so that a route's template (what the access log records) is its whole path."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ from fastapi import APIRouter
 
 from app.routers import audit, clients, clinicians, identity_provider
 
-router = APIRouter(prefix="/v1")
-router.include_router(clinicians.router)
-router.include_router(clients.router)
-router.include_router(audit.router)
-router.include_router(identity_provider.router)
+ROUTERS: tuple[APIRouter, ...] = (
+    clinicians.router,
+    clients.router,
+    audit.router,
+    identity_provider.router,
+)

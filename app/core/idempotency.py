@@ -1,0 +1,157 @@
+"""`Idempotency-Key` on every POST: a retried request gets the first response, not a second
+effect.
+
+- The key is kept per caller (tenant and subject), after the token is verified, so a caller can
+  never replay another's response.
+- The key is claimed in a short transaction of its own, so that a concurrent retry sees it at
+  once (409 while in flight); the response is stored in the request's own transaction, so it
+  commits together with the change it describes, or not at all.
+- A request that fails releases its claim, so that it can be retried.
+- Keys live 24 hours. The same key with another body answers 422.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from app.core.db import Database, get_database
+from app.core.errors import Conflict, Problem
+from app.core.security import Principal, authenticate
+from app.models import IdempotencyKey
+from app.models.base import utcnow
+
+KEY_LIFETIME = timedelta(hours=24)
+# A claim older than this was left by a process that died mid-request; it may be taken over.
+ABANDONED_AFTER = timedelta(minutes=2)
+REPLAYED_HEADERS = ("content-type", "etag", "location")
+
+
+class IdempotencyKeyReused(Problem):
+    status, slug, title = (
+        422,
+        "idempotency-key-reused",
+        "Idempotency-Key reused with another request",
+    )
+
+
+class Replay(Exception):
+    """The first response to this key; answered as it was."""
+
+    def __init__(self, record: IdempotencyKey) -> None:
+        # Copied out: the row is gone with its session by the time the response is built.
+        self.status = record.response_status or 200
+        self.body = record.response_body or b""
+        self.headers = dict(record.response_headers or {})
+
+
+@dataclass(frozen=True)
+class Claim:
+    caller: str
+    key: str
+
+
+def replay_response(replay: Replay) -> Response:
+    headers = {**replay.headers, "Idempotent-Replayed": "true"}
+    return Response(content=replay.body, status_code=replay.status, headers=headers)
+
+
+async def claim_idempotency_key(
+    request: Request,
+    database: Annotated[Database, Depends(get_database)],
+    principal: Annotated[Principal, Depends(authenticate)],
+    key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            max_length=255,
+            description="Any unique string (a UUID): a retry with the same key and body gets "
+            "the first response instead of a second effect. Kept 24 hours.",
+        ),
+    ] = None,
+) -> None:
+    if key is None:
+        return
+    caller = f"{principal.tenant_id}:{principal.kind}:{principal.subject_id}"
+    digest = hashlib.sha256(
+        request.method.encode() + b" " + request.url.path.encode() + b"\n" + await request.body()
+    ).hexdigest()
+    now = utcnow()
+    async with AsyncSession(database.engine) as session, session.begin():
+        existing = await session.get(IdempotencyKey, (caller, key), with_for_update=True)
+        if existing is not None:
+            taken_over = existing.expires_at <= now or (
+                existing.state == "in_flight" and existing.created_at <= now - ABANDONED_AFTER
+            )
+            if not taken_over:
+                if existing.request_hash != digest:
+                    raise IdempotencyKeyReused(
+                        "This Idempotency-Key was used for a different request."
+                    )
+                if existing.state == "in_flight":
+                    raise Conflict("A request with this Idempotency-Key is still in flight.")
+                raise Replay(existing)
+            await session.delete(existing)
+            await session.flush()
+        session.add(
+            IdempotencyKey(
+                caller=caller,
+                key=key,
+                request_hash=digest,
+                state="in_flight",
+                created_at=now,
+                expires_at=now + KEY_LIFETIME,
+            )
+        )
+        try:
+            await session.flush()
+        except IntegrityError as exc:  # a concurrent twin claimed it between our read and write
+            raise Conflict("A request with this Idempotency-Key is still in flight.") from exc
+    request.state.idempotency_claim = Claim(caller, key)
+
+
+async def store_response(session: AsyncSession, claim: Claim, response: Response) -> None:
+    headers = {k: v for k, v in response.headers.items() if k in REPLAYED_HEADERS}
+    await session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.caller == claim.caller, IdempotencyKey.key == claim.key)
+        .values(
+            state="done",
+            response_status=response.status_code,
+            response_body=bytes(response.body),
+            response_headers=headers,
+        )
+    )
+
+
+async def release(database: Database, claim: Claim) -> None:
+    async with AsyncSession(database.engine) as session, session.begin():
+        await session.execute(
+            delete(IdempotencyKey).where(
+                IdempotencyKey.caller == claim.caller,
+                IdempotencyKey.key == claim.key,
+                IdempotencyKey.state == "in_flight",
+            )
+        )
+
+
+async def prune_expired(session: AsyncSession, limit: int = 1000) -> int:
+    expired = (
+        select(IdempotencyKey.caller, IdempotencyKey.key)
+        .where(IdempotencyKey.expires_at <= utcnow())
+        .limit(limit)
+    )
+    rows = (await session.execute(expired)).all()
+    for caller, key in rows:
+        await session.execute(
+            delete(IdempotencyKey).where(IdempotencyKey.caller == caller, IdempotencyKey.key == key)
+        )
+    return len(rows)
