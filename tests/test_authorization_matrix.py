@@ -11,6 +11,9 @@ Rules the rows follow (PRODUCT.md "Scopes" and "API shape"):
   an object it could not see;
 - with the scope, an object the caller may not see answers 404 (never 403): another tenant's,
   another client's, a clinician's who is not on the client's care team;
+- with the scope and the object in sight, a service rule may still refuse a role (a client
+  changes an assignment only by proposing an adjustment; only a client has homework): 403,
+  after the object check, so an object the caller may not see is still 404;
 - lists answer 200 to anyone holding the scope (each sees its own rows, see
   `test_lists_show_only_what_the_caller_may_see`); creates answer 201 in the caller's tenant;
 - care-team changes need `clinicians.u`, which only the vendor's backend (system) holds.
@@ -30,9 +33,12 @@ from fastapi.routing import APIRoute, iter_route_contexts
 
 from app.core import outbound
 from app.core.scopes import ROLE_SCOPES, Context, ScopeSet
+from app.models import Template, TemplateVersion
+from tests.homework_helpers import assign
 from tests.world import World
 
-# The columns: who calls. Those expected to succeed are sent last (see `_call_order`).
+# The columns: who calls. Those expected to succeed are sent after those expected to fail
+# (see `_call_order`).
 CALLERS = (
     "system_a",  # tenant A's backend
     "clinician_a1",  # on client A1's care team
@@ -58,7 +64,7 @@ KIND: dict[str, Context | None] = {
 
 Params = Callable[[World], dict[str, str]]
 Body = Callable[[World], dict[str, Any] | None]
-Setup = Callable[[World, httpx.AsyncClient], Awaitable[None]]
+Setup = Callable[[World, httpx.AsyncClient], Awaitable[dict[str, str] | None]]
 
 
 def row(*statuses: int) -> dict[str, int]:
@@ -85,7 +91,8 @@ class Case:
     params: Params = no_params
     body: Body = no_body
     setup: Setup | None = None
-    """Runs once before the callers, e.g. to create the object the route reads."""
+    """Runs once before the callers, e.g. to create the object the route reads; what it returns
+    fills the path parameters known only once it has run (the id of what it created)."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +144,78 @@ async def tenant_a_trusts_an_identity_provider(world: World, http: httpx.AsyncCl
         "/v1/identity-provider", json=identity_provider(world), headers=world.headers("system_a")
     )
     assert response.status_code == 200, response.text
+
+
+def template_a(world: World) -> dict[str, str]:
+    # Tenant A's template has an id known in advance (unique per test: tenant ids are), so the
+    # setup inserts it under that id.
+    return {"template_id": f"tpl_matrix_{world.a.id.removeprefix('ten_')}"}
+
+
+def new_template(world: World) -> dict[str, Any]:
+    return {
+        "name": "Worry time",
+        "instructions": "Set aside 15 minutes at the same time each day to write your worries.",
+        "purpose": "Postponing worry shows that it can wait, and loosens its grip.",
+        "estimated_minutes": 15,
+        "response_schema": {
+            "type": "object",
+            "properties": {"worry": {"type": "string", "maxLength": 2000}},
+            "required": ["worry"],
+        },
+        "default_reminder_local_times": ["18:00"],
+    }
+
+
+async def tenant_a_has_a_custom_template(world: World, http: httpx.AsyncClient) -> None:
+    template_id = template_a(world)["template_id"]
+    async with world.app.state.database.sessionmaker() as session, session.begin():
+        session.add(Template(id=template_id, tenant_id=world.a.id, kind="custom", latest_version=1))
+        await session.flush()
+        session.add(TemplateVersion(template_id=template_id, number=1, **new_template(world)))
+
+
+DAILY = {
+    "type": "recurring",
+    "rrule": "FREQ=DAILY;COUNT=5;BYHOUR=20;BYMINUTE=0",
+    "start": "2026-11-22T20:00",
+}
+
+
+def new_assignment(world: World) -> dict[str, Any]:
+    # A system caller assigns on behalf of a clinician on the care team; clinician A1 may name
+    # themself.
+    return {
+        "client_id": world.a.clients["A1"],
+        "clinician_id": world.a.clinicians["A1"],
+        "template_id": "tpl_builtin_mood_log",
+        "schedule": DAILY,
+    }
+
+
+def smaller_step(world: World) -> dict[str, Any]:
+    return {"note": "Every day is too much right now", "difficulty_step": 1}
+
+
+def no_note(world: World) -> dict[str, Any]:
+    return {}
+
+
+async def client_a1_has_an_assignment(world: World, http: httpx.AsyncClient) -> dict[str, str]:
+    created = await assign(http, world, world.a.clients["A1"], DAILY, role="clinician_a1")
+    assert created.status_code == 201, created.text
+    return {"assignment_id": created.json()["id"]}
+
+
+async def client_a1_proposes_an_adjustment(world: World, http: httpx.AsyncClient) -> dict[str, str]:
+    made = await client_a1_has_an_assignment(world, http)
+    proposed = await http.post(
+        f"/v1/assignments/{made['assignment_id']}/adjustments",
+        json=smaller_step(world),
+        headers=world.headers("client_a1"),
+    )
+    assert proposed.status_code == 201, proposed.text
+    return {**made, "adjustment_id": proposed.json()["id"]}
 
 
 # fmt: off
@@ -250,6 +329,100 @@ MATRIX: dict[tuple[str, str], Case | Exempt] = {
         scope="identity.d", setup=tenant_a_trusts_an_identity_provider,
         expect=row(204, 403,   403,   403,   403,   404,  401, 401, 403),
     ),
+
+    # Templates: built-ins are everyone's; a custom template is its tenant's, and any clinician
+    # of the tenant may create, version and retire one. A client reads by id but cannot list
+    # (client/templates.r has no `s`). The target is tenant A's custom template (setup);
+    # retiring it twice answers 204 again.
+    ("POST", "/v1/templates"): Case(
+        scope="templates.c", body=new_template,
+        #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope
+        expect=row(201, 201,   201,   403,   403,   201,  401, 401, 403),
+    ),
+    ("GET", "/v1/templates"): Case(
+        scope="templates.s",
+        expect=row(200, 200,   200,   403,   403,   200,  401, 401, 403),
+    ),
+    ("GET", "/v1/templates/{template_id}"): Case(
+        scope="templates.r", params=template_a, setup=tenant_a_has_a_custom_template,
+        expect=row(200, 200,   200,   200,   200,   404,  401, 401, 403),
+    ),
+    ("GET", "/v1/templates/{template_id}/versions"): Case(
+        scope="templates.r", params=template_a, setup=tenant_a_has_a_custom_template,
+        expect=row(200, 200,   200,   200,   200,   404,  401, 401, 403),
+    ),
+    ("POST", "/v1/templates/{template_id}/versions"): Case(
+        scope="templates.u", params=template_a, body=new_template,
+        setup=tenant_a_has_a_custom_template,
+        expect=row(201, 201,   201,   403,   403,   404,  401, 401, 403),
+    ),
+    ("DELETE", "/v1/templates/{template_id}"): Case(
+        scope="templates.d", params=template_a, setup=tenant_a_has_a_custom_template,
+        expect=row(204, 204,   204,   403,   403,   404,  401, 401, 403),
+    ),
+
+    # Assignments: a clinician assigns to a client on their care team, a system caller on such a
+    # clinician's behalf; a client reads and lists its own (client/assignments.rus, no `c`). The
+    # target is an assignment clinician A1 gave client A1 (setup).
+    ("POST", "/v1/assignments"): Case(
+        scope="assignments.c", body=new_assignment,
+        #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope
+        expect=row(201, 201,   404,   403,   403,   404,  401, 401, 403),
+    ),
+    ("GET", "/v1/assignments"): Case(
+        scope="assignments.s",
+        expect=row(200, 200,   200,   200,   200,   200,  401, 401, 403),
+    ),
+    ("GET", "/v1/assignments/{assignment_id}"): Case(
+        scope="assignments.r", setup=client_a1_has_an_assignment,
+        expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),
+    ),
+    # The client holds assignments.u and sees its assignment, but changes it only by proposing
+    # an adjustment: 403 from the service, after the object check (so client A2 gets 404).
+    ("PATCH", "/v1/assignments/{assignment_id}"): Case(
+        scope="assignments.u", setup=client_a1_has_an_assignment,
+        body=lambda w: {"title": "Evening mood check"},
+        expect=row(200, 200,   404,   403,   404,   404,  401, 401, 403),
+    ),
+    # Cancelling a cancelled assignment answers 200 again.
+    ("POST", "/v1/assignments/{assignment_id}/cancel"): Case(
+        scope="assignments.u", setup=client_a1_has_an_assignment,
+        expect=row(200, 200,   404,   403,   404,   404,  401, 401, 403),
+    ),
+    ("GET", "/v1/assignments/{assignment_id}/occurrences"): Case(
+        scope="assignments.r", setup=client_a1_has_an_assignment,
+        expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),
+    ),
+
+    # Adjustments: only the client proposes (the clinical side changes the assignment instead);
+    # only the clinical side accepts or declines. A proposal is resolved once: clinician A1 does
+    # (200), then tenant A's backend, which could have, finds it resolved (409, run after the
+    # success: see `_call_order`). The target is client A1's proposal (setup).
+    ("POST", "/v1/assignments/{assignment_id}/adjustments"): Case(
+        scope="assignments.u", setup=client_a1_has_an_assignment, body=smaller_step,
+        #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope
+        expect=row(403, 403,   404,   201,   404,   404,  401, 401, 403),
+    ),
+    ("GET", "/v1/assignments/{assignment_id}/adjustments"): Case(
+        scope="assignments.r", setup=client_a1_proposes_an_adjustment,
+        expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),
+    ),
+    ("POST", "/v1/assignments/{assignment_id}/adjustments/{adjustment_id}/accept"): Case(
+        scope="assignments.u", setup=client_a1_proposes_an_adjustment, body=no_note,
+        expect=row(409, 200,   404,   403,   404,   404,  401, 401, 403),
+    ),
+    ("POST", "/v1/assignments/{assignment_id}/adjustments/{adjustment_id}/decline"): Case(
+        scope="assignments.u", setup=client_a1_proposes_an_adjustment, body=no_note,
+        expect=row(409, 200,   404,   403,   404,   404,  401, 401, 403),
+    ),
+
+    # The client's today: everyone with assignments.r passes the scope check, but only a client
+    # token has homework (403 from the service for the others).
+    ("GET", "/v1/me/homework"): Case(
+        scope="assignments.r",
+        #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope
+        expect=row(403, 403,   403,   200,   200,   403,  401, 401, 403),
+    ),
 }
 # fmt: on
 
@@ -296,8 +469,14 @@ def test_the_rows_follow_the_role_scopes() -> None:
 
 def _call_order(case: Case) -> list[str]:
     """Everyone expected to fail first, so that they are judged against the object still
-    existing; then those expected to succeed (a DELETE that works removes it)."""
-    return sorted(CALLERS, key=lambda caller: case.expect[caller] < 300)
+    existing; then those expected to succeed (a DELETE that works removes it); last those
+    expected to conflict with what a success left (a proposal already resolved: 409)."""
+
+    def stage(caller: str) -> int:
+        status = case.expect[caller]
+        return 2 if status == 409 else int(status < 300)
+
+    return sorted(CALLERS, key=stage)
 
 
 @pytest.fixture
@@ -326,9 +505,8 @@ async def test_authorization_matrix(
     case = CASES[key]
     # world.py's no_scope token holds system/templates.r; this column means no scope at all.
     no_scope_token = world.token_for(world.a, Context.system, world.a.client_id, ScopeSet())
-    url = template.format(**case.params(world))
-    if case.setup is not None:
-        await case.setup(world, client)
+    made = await case.setup(world, client) if case.setup is not None else None
+    url = template.format(**case.params(world), **(made or {}))
 
     failures = []
     for caller in _call_order(case):
@@ -423,3 +601,28 @@ async def test_lists_show_only_what_the_caller_may_see(
     assert {e["client_id"] for e in events_b["data"]} <= {b.clients["B1"]}
     assert not clients_a & {e["client_id"] for e in events_b["data"]}
     assert {e["actor_id"] for e in events_b["data"]} == {b.client_id}
+
+
+async def test_assignment_lists_show_only_what_the_caller_may_see(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    a, b = world.a, world.b
+    mine = (await client_a1_has_an_assignment(world, client))["assignment_id"]
+    a2 = await assign(client, world, a.clients["A2"], DAILY, role="clinician_a2")
+    b1 = await assign(
+        client, world, b.clients["B1"], DAILY, role="system_b", clinician_id=b.clinicians["B1"]
+    )
+    assert a2.status_code == b1.status_code == 201, (a2.text, b1.text)
+    theirs, elsewhere = a2.json()["id"], b1.json()["id"]
+
+    assert await _ids(client, world, "/v1/assignments", "system_a") == {mine, theirs}
+    assert await _ids(client, world, "/v1/assignments", "clinician_a1") == {mine}
+    assert await _ids(client, world, "/v1/assignments", "client_a1") == {mine}
+    # Client A1's assignment is not another client's, nor a clinician's off its care team,
+    # nor another tenant's: not even when asked for by client_id.
+    assert await _ids(client, world, "/v1/assignments", "clinician_a2") == {theirs}
+    assert await _ids(client, world, "/v1/assignments", "client_a2") == {theirs}
+    assert await _ids(client, world, "/v1/assignments", "system_b") == {elsewhere}
+    by_client = f"/v1/assignments?client_id={a.clients['A1']}"
+    for caller in ("clinician_a2", "client_a2", "system_b"):
+        assert await _ids(client, world, by_client, caller) == set(), caller

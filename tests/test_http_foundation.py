@@ -160,3 +160,19 @@ async def test_an_error_rolls_back_what_was_flushed(probe: httpx.AsyncClient) ->
     assert response.status_code == 409
     count = await probe.get("/v1/_probe/tenants/count")
     assert count.json() == {"count": 0}
+
+
+async def test_text_the_database_cannot_store_is_a_422(client: httpx.AsyncClient, world) -> None:  # type: ignore[no-untyped-def]
+    response = await client.post(
+        "/v1/clinicians",
+        json={"external_id": "dr-nul", "display_name": "Dr \u0000 Null"},
+        headers=world.headers("system_a"),
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["pointer"] == "/display_name"
+
+
+async def test_a_nul_in_a_path_or_query_is_never_a_500(client: httpx.AsyncClient, world) -> None:  # type: ignore[no-untyped-def]
+    for url, params in (("/v1/clients/clt_%00x", None), ("/v1/clients", {"external_id": "a\x00b"})):
+        response = await client.get(url, params=params, headers=world.headers("system_a"))
+        assert response.status_code in (404, 422), (url, response.status_code)

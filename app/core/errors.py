@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
@@ -232,7 +232,21 @@ def _database_unavailable(exc: Exception) -> bool:
     return isinstance(exc, ConnectionError | PoolTimeout)
 
 
-async def _handle_database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+def _refused_value(exc: Exception) -> bool:
+    """SQLSTATE class 22, "data exception": a value the database will not take (a NUL byte, a
+    number out of range). PostgreSQL drivers do not all map it to DataError, hence the code."""
+    if isinstance(exc, DataError):
+        return True
+    orig = getattr(exc, "orig", None)
+    return str(getattr(orig, "sqlstate", "") or "").startswith("22")
+
+
+async def _handle_database_error(request: Request, exc: Exception) -> JSONResponse:
+    if _refused_value(exc):
+        # The database refused a value our validation let through (an encoding, a range): the
+        # caller's input, so a 4xx; logged, since validation should have caught it first.
+        log.warning("database refused a value", extra={"error": type(exc).__name__})
+        return problem_response(request, ValidationFailed("A value could not be stored."))
     if not _database_unavailable(exc):
         raise exc
     log.warning("database unavailable", extra={"error": type(exc).__name__})
@@ -249,7 +263,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     for unavailable in (DBAPIError, ConnectionError, PoolTimeout):
-        app.add_exception_handler(unavailable, _handle_database_unavailable)
+        app.add_exception_handler(unavailable, _handle_database_error)
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -53,6 +53,9 @@ class Assignment(Base):
     # Occurrences exist up to here; the worker extends open-ended series.
     materialized_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     series_complete: Mapped[bool] = mapped_column(nullable=False, default=False)
+    # The ordinal of the current series' first occurrence: a changed rule starts a new series
+    # after the occurrences already kept, so that their numbers never collide.
+    ordinal_base: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     reminder_policy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     cancelled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -4,6 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
+from app.core.clock import NowDep
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.etags import IfMatchHeader, check_if_match, set_etag
@@ -115,11 +116,12 @@ async def update_client(
     session: SessionDep,
     response: Response,
     principal: Annotated[Principal, require("clients", "u")],
+    now: NowDep,
     if_match: IfMatchHeader = None,
 ) -> ClientOut:
     client = await people.get_client(session, principal, client_id, action=Action.update)
     check_if_match(if_match, client.id, client.version)
-    client = await people.update_client(session, principal, client, body)
+    client = await people.update_client(session, principal, client, body, now)
     set_etag(response, client.id, client.version)
     return _out(client)
 

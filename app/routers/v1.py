@@ -5,11 +5,22 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from app.routers import audit, clients, clinicians, identity_provider
+from app.routers import (
+    assignments,
+    audit,
+    clients,
+    clinicians,
+    identity_provider,
+    me,
+    templates,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     clinicians.router,
     clients.router,
     audit.router,
     identity_provider.router,
+    assignments.router,
+    me.router,
+    templates.router,
 )

@@ -6,7 +6,7 @@ from functools import lru_cache
 from typing import Annotated
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 
 @lru_cache(maxsize=1)
@@ -48,7 +48,27 @@ Locale = Annotated[
 ]
 
 
+def storable_text(value: str) -> str:
+    """PostgreSQL cannot store NUL, and a lone surrogate cannot be encoded as UTF-8: refuse
+    both here, as a 422 naming the field, rather than as a database error."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError("must be valid Unicode text") from exc
+    return value
+
+
 class RequestModel(BaseModel):
-    """Request bodies refuse unknown fields: a typo should be a 422, not silently ignored."""
+    """Request bodies refuse unknown fields (a typo should be a 422, not silently ignored) and
+    text the database could not store."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: object) -> object:
+        if isinstance(value, str):
+            return storable_text(value)
+        return value

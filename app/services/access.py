@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, exists, select, true
 
 from app.core.security import Principal
-from app.models import CareTeamMember, Client, Clinician
+from app.models import Assignment, CareTeamMember, Client, Clinician
 
 
 def client_visibility(principal: Principal, client_id_column: Any) -> ColumnElement[bool]:
@@ -59,4 +59,11 @@ def visible_clinicians(principal: Principal) -> Select[Clinician]:
                 CareTeamMember.clinician_id == Clinician.id,
             )
         )
+    )
+
+
+def visible_assignments(principal: Principal) -> Select[Assignment]:
+    return select(Assignment).where(
+        Assignment.tenant_id == principal.tenant_id,
+        client_visibility(principal, Assignment.client_id),
     )

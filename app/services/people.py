@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -14,7 +15,7 @@ from app.core.scopes import Context
 from app.core.security import Principal
 from app.models import CareTeamMember, Client, Clinician
 from app.schemas.people import ClientCreate, ClientUpdate, ClinicianCreate, ClinicianUpdate
-from app.services import audit
+from app.services import assignments, audit
 from app.services.access import visible_clients, visible_clinicians
 from app.services.audit import Action
 
@@ -142,16 +143,20 @@ async def list_clients(
 
 
 async def update_client(
-    session: AsyncSession, principal: Principal, client: Client, body: ClientUpdate
+    session: AsyncSession, principal: Principal, client: Client, body: ClientUpdate, now: datetime
 ) -> Client:
     changes = body.model_dump(exclude_unset=True)
     refused = sorted(set(changes) - CLIENT_FIELDS_BY_KIND[principal.kind])
     if refused:
         raise Forbidden(f"A {principal.kind} token may not change: {', '.join(refused)}.")
     _refuse_nulls(changes, ("external_id", "time_zone", "locale"))
+    changed = set()
     for field, value in _client_values(body, changes).items():
-        setattr(client, field, value)
+        if getattr(client, field) != value:
+            setattr(client, field, value)
+            changed.add(field)
     await _flush_unique(session, "client")
+    await assignments.follow_client_changes(session, client, changed, now)
     await audit.record(session, principal, Action.update, "client", [(client.id, client.id)])
     return client
 

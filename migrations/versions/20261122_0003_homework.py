@@ -119,6 +119,7 @@ def upgrade() -> None:
         sa.Column("grace_minutes", sa.Integer(), nullable=False),
         sa.Column("materialized_until", app.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("series_complete", sa.Boolean(), nullable=False),
+        sa.Column("ordinal_base", sa.Integer(), nullable=False),
         sa.Column("reminder_policy", sa.JSON(), nullable=True),
         sa.Column("cancelled_at", app.models.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("ended_at", app.models.base.UTCDateTime(timezone=True), nullable=True),

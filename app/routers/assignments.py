@@ -1,0 +1,287 @@
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import AwareDatetime
+
+from app.core.clock import NowDep
+from app.core.db import SessionDep
+from app.core.errors import problem_responses
+from app.core.etags import IfMatchHeader, check_if_match, set_etag
+from app.core.pagination import CursorQuery, LimitQuery, Page
+from app.core.routing import AppRoute
+from app.core.security import Principal, require
+from app.models import Adjustment, Assignment, Occurrence
+from app.schemas.assignments import (
+    AdjustmentCreate,
+    AdjustmentOut,
+    AdjustmentResolve,
+    AssignmentCreate,
+    AssignmentOut,
+    AssignmentStatus,
+    AssignmentUpdate,
+    OccurrenceOut,
+    ScheduleOut,
+    TemplateRef,
+)
+from app.services import adjustments, assignments
+from app.services.audit import Action
+
+router = APIRouter(prefix="/v1/assignments", tags=["assignments"], route_class=AppRoute)
+AssignmentId = Annotated[str, Path(max_length=40)]
+
+
+def occurrence_out(occurrence: Occurrence) -> OccurrenceOut:
+    return OccurrenceOut.model_validate(occurrence, from_attributes=True)
+
+
+def assignment_out(
+    assignment: Assignment, occurrences: Sequence[Occurrence] | None = None
+) -> AssignmentOut:
+    return AssignmentOut(
+        id=assignment.id,
+        client_id=assignment.client_id,
+        clinician_id=assignment.clinician_id,
+        template=TemplateRef(id=assignment.template_id, version_id=assignment.template_version_id),
+        kind=assignment.kind,
+        title=assignment.title,
+        instructions=assignment.instructions,
+        purpose=assignment.purpose,
+        difficulty_step=assignment.difficulty_step,
+        status=assignment.status,
+        schedule=ScheduleOut(
+            type=assignment.schedule_type,
+            rrule=assignment.rrule,
+            start_local=assignment.start_local,
+            due_at=assignment.due_at,
+        ),
+        window=assignments.schedule_window(assignment),
+        created_at=assignment.created_at,
+        updated_at=assignment.updated_at,
+        occurrences=[occurrence_out(o) for o in occurrences] if occurrences is not None else None,
+    )
+
+
+def adjustment_out(adjustment: Adjustment) -> AdjustmentOut:
+    return AdjustmentOut.model_validate(adjustment, from_attributes=True)
+
+
+@router.post(
+    "",
+    status_code=201,
+    operation_id="create_assignment",
+    summary="Assign homework to a client",
+    description="A clinician assigns to a client on their care team; a system caller assigns on "
+    "a clinician's behalf (`clinician_id`). Occurrences are created at once.",
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def create_assignment(
+    body: AssignmentCreate,
+    session: SessionDep,
+    response: Response,
+    principal: Annotated[Principal, require("assignments", "c")],
+    now: NowDep,
+) -> AssignmentOut:
+    assignment, occurrences = await assignments.create(session, principal, body, now)
+    set_etag(response, assignment.id, assignment.version)
+    return assignment_out(assignment, occurrences)
+
+
+@router.get(
+    "",
+    operation_id="list_assignments",
+    summary="List assignments",
+    responses=problem_responses(401, 403, 422),
+)
+async def list_assignments(
+    session: SessionDep,
+    principal: Annotated[Principal, require("assignments", "s")],
+    client_id: Annotated[str | None, Query(max_length=40)] = None,
+    status: AssignmentStatus | None = None,
+    kind: Annotated[str | None, Query(max_length=40)] = None,
+    due_from: Annotated[
+        AwareDatetime | None, Query(description="With an occurrence due at or after this.")
+    ] = None,
+    due_to: Annotated[
+        AwareDatetime | None, Query(description="With an occurrence due before this.")
+    ] = None,
+    include: Annotated[
+        Literal["occurrences"] | None, Query(description="`occurrences` to embed them.")
+    ] = None,
+    limit: LimitQuery = 50,
+    cursor: CursorQuery = None,
+) -> Page[AssignmentOut]:
+    filters = assignments.AssignmentFilters(client_id, status, kind, due_from, due_to)
+    items, by_assignment, next_cursor = await assignments.search(
+        session,
+        principal,
+        filters,
+        limit=limit,
+        cursor=cursor,
+        include_occurrences=include == "occurrences",
+    )
+    return Page(
+        data=[assignment_out(a, by_assignment.get(a.id, []) if include else None) for a in items],
+        next_cursor=next_cursor,
+    )
+
+
+@router.get(
+    "/{assignment_id}",
+    operation_id="get_assignment",
+    summary="Read an assignment with its occurrences",
+    responses=problem_responses(401, 403, 404),
+)
+async def get_assignment(
+    assignment_id: AssignmentId,
+    session: SessionDep,
+    response: Response,
+    principal: Annotated[Principal, require("assignments", "r")],
+) -> AssignmentOut:
+    assignment = await assignments.get(session, principal, assignment_id)
+    set_etag(response, assignment.id, assignment.version)
+    return assignment_out(assignment, await assignments.occurrences_of(session, assignment))
+
+
+@router.patch(
+    "/{assignment_id}",
+    operation_id="update_assignment",
+    summary="Change an assignment",
+    description="A new schedule or window recomputes the occurrences that have not opened yet; "
+    "what the client could already see never moves.",
+    responses=problem_responses(401, 403, 404, 409, 412, 422),
+)
+async def update_assignment(
+    assignment_id: AssignmentId,
+    body: AssignmentUpdate,
+    session: SessionDep,
+    response: Response,
+    principal: Annotated[Principal, require("assignments", "u")],
+    now: NowDep,
+    if_match: IfMatchHeader = None,
+) -> AssignmentOut:
+    assignment = await assignments.get(session, principal, assignment_id, action=Action.update)
+    check_if_match(if_match, assignment.id, assignment.version)
+    assignment = await assignments.update(session, principal, assignment, body, now)
+    set_etag(response, assignment.id, assignment.version)
+    return assignment_out(assignment, await assignments.occurrences_of(session, assignment))
+
+
+@router.post(
+    "/{assignment_id}/cancel",
+    operation_id="cancel_assignment",
+    summary="Cancel an assignment and its unresolved occurrences",
+    responses=problem_responses(401, 403, 404, 409),
+)
+async def cancel_assignment(
+    assignment_id: AssignmentId,
+    session: SessionDep,
+    response: Response,
+    principal: Annotated[Principal, require("assignments", "u")],
+    now: NowDep,
+) -> AssignmentOut:
+    assignment = await assignments.get(session, principal, assignment_id, action=Action.update)
+    assignment = await assignments.cancel(session, principal, assignment, now)
+    set_etag(response, assignment.id, assignment.version)
+    return assignment_out(assignment, await assignments.occurrences_of(session, assignment))
+
+
+@router.get(
+    "/{assignment_id}/occurrences",
+    operation_id="list_occurrences",
+    summary="An assignment's occurrences, in order",
+    responses=problem_responses(401, 403, 404),
+)
+async def list_occurrences(
+    assignment_id: AssignmentId,
+    session: SessionDep,
+    principal: Annotated[Principal, require("assignments", "r")],
+) -> list[OccurrenceOut]:
+    assignment = await assignments.get(session, principal, assignment_id)
+    return [occurrence_out(o) for o in await assignments.occurrences_of(session, assignment)]
+
+
+@router.post(
+    "/{assignment_id}/adjustments",
+    status_code=201,
+    operation_id="propose_adjustment",
+    summary="Propose a smaller or different step (the client)",
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def propose_adjustment(
+    assignment_id: AssignmentId,
+    body: AdjustmentCreate,
+    session: SessionDep,
+    principal: Annotated[Principal, require("assignments", "u")],
+) -> AdjustmentOut:
+    assignment = await assignments.get(session, principal, assignment_id, action=Action.update)
+    return adjustment_out(await adjustments.propose(session, principal, assignment, body))
+
+
+@router.get(
+    "/{assignment_id}/adjustments",
+    operation_id="list_adjustments",
+    summary="The adjustments proposed for an assignment, newest first",
+    responses=problem_responses(401, 403, 404),
+)
+async def list_adjustments(
+    assignment_id: AssignmentId,
+    session: SessionDep,
+    principal: Annotated[Principal, require("assignments", "r")],
+) -> list[AdjustmentOut]:
+    assignment = await assignments.get(session, principal, assignment_id)
+    return [adjustment_out(a) for a in await adjustments.list_for(session, assignment)]
+
+
+async def _resolve(
+    assignment_id: str,
+    adjustment_id: str,
+    body: AdjustmentResolve,
+    session: SessionDep,
+    principal: Principal,
+    now: datetime,
+    *,
+    accept: bool,
+) -> AdjustmentOut:
+    assignment = await assignments.get(session, principal, assignment_id, action=Action.update)
+    adjustment = await adjustments.resolve(
+        session, principal, assignment, adjustment_id, accept=accept, note=body.note, now=now
+    )
+    return adjustment_out(adjustment)
+
+
+@router.post(
+    "/{assignment_id}/adjustments/{adjustment_id}/accept",
+    operation_id="accept_adjustment",
+    summary="Accept a proposal: the assignment and its future occurrences change",
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def accept_adjustment(
+    assignment_id: AssignmentId,
+    adjustment_id: Annotated[str, Path(max_length=40)],
+    body: AdjustmentResolve,
+    session: SessionDep,
+    principal: Annotated[Principal, require("assignments", "u")],
+    now: NowDep,
+) -> AdjustmentOut:
+    return await _resolve(assignment_id, adjustment_id, body, session, principal, now, accept=True)
+
+
+@router.post(
+    "/{assignment_id}/adjustments/{adjustment_id}/decline",
+    operation_id="decline_adjustment",
+    summary="Decline a proposal",
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+async def decline_adjustment(
+    assignment_id: AssignmentId,
+    adjustment_id: Annotated[str, Path(max_length=40)],
+    body: AdjustmentResolve,
+    session: SessionDep,
+    principal: Annotated[Principal, require("assignments", "u")],
+    now: NowDep,
+) -> AdjustmentOut:
+    return await _resolve(assignment_id, adjustment_id, body, session, principal, now, accept=False)

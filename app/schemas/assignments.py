@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from app.schemas.common import RequestModel
+
+Title = Annotated[str, Field(min_length=1, max_length=200)]
+LongText = Annotated[str, Field(min_length=1, max_length=10_000)]
+DifficultyStep = Annotated[
+    int,
+    Field(
+        ge=1, le=10, description="Where this sits on the client's ladder: 1 is the smallest step."
+    ),
+]
+AssignmentStatus = Literal["active", "completed", "cancelled", "expired"]
+OccurrenceStatusName = Literal[
+    "upcoming", "open", "started", "completed", "partial", "missed", "declined", "cancelled"
+]
+
+
+class OnceSchedule(RequestModel):
+    type: Literal["once"]
+    due_at: datetime = Field(
+        description="With an offset, that instant; without one, the client's local wall-clock "
+        "time (`2026-11-25T20:00` is 20:00 where the client is).",
+        examples=["2026-11-25T20:00"],
+    )
+
+
+class RecurringSchedule(RequestModel):
+    type: Literal["recurring"]
+    rrule: str = Field(
+        max_length=512,
+        description="RFC 5545 subset in the client's local time: FREQ=DAILY|WEEKLY, INTERVAL, "
+        "BYDAY, BYHOUR, BYMINUTE, COUNT or UNTIL.",
+        examples=["FREQ=DAILY;COUNT=7;BYHOUR=20;BYMINUTE=0"],
+    )
+    start: datetime = Field(
+        description="The series' first local wall-clock time (no offset), or an instant.",
+        examples=["2026-11-23T20:00"],
+    )
+
+
+class BeforeNextSessionSchedule(RequestModel):
+    type: Literal["before_next_session"]
+
+
+Schedule = Annotated[
+    OnceSchedule | RecurringSchedule | BeforeNextSessionSchedule, Field(discriminator="type")
+]
+
+
+class Window(RequestModel):
+    opens_before_minutes: int = Field(
+        default=720,
+        ge=0,
+        le=10_080,
+        description="How long before its due time a recurring occurrence opens.",
+    )
+    grace_minutes: int = Field(
+        default=720, ge=0, le=10_080, description="How long after its due time it can be done."
+    )
+
+
+class AssignmentCreate(RequestModel):
+    client_id: str = Field(max_length=40)
+    clinician_id: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Who assigns it. Required for system callers; a clinician assigns as themself.",
+    )
+    template_id: str = Field(max_length=60, examples=["tpl_builtin_mood_log"])
+    title: Title | None = Field(default=None, description="Defaults to the template's name.")
+    instructions: LongText | None = Field(
+        default=None, description="Defaults to the template's instructions."
+    )
+    purpose: LongText | None = Field(
+        default=None, description="Why this matters to the client, in words they chose."
+    )
+    difficulty_step: DifficultyStep | None = None
+    schedule: Schedule
+    window: Window = Window()
+
+
+class AssignmentUpdate(RequestModel):
+    title: Title | None = None
+    instructions: LongText | None = None
+    purpose: LongText | None = None
+    difficulty_step: DifficultyStep | None = None
+    schedule: Schedule | None = None
+    window: Window | None = None
+
+
+class ScheduleOut(BaseModel):
+    type: Literal["once", "recurring", "before_next_session"]
+    rrule: str | None
+    start_local: str | None
+    due_at: datetime | None
+
+
+class TemplateRef(BaseModel):
+    id: str
+    version_id: str
+
+
+class OccurrenceOut(BaseModel):
+    id: str
+    assignment_id: str
+    ordinal: int
+    status: OccurrenceStatusName
+    due_at: datetime
+    opens_at: datetime
+    closes_at: datetime
+    local_due: str = Field(description="The due time on the client's clock, `YYYY-MM-DDTHH:MM`.")
+    time_zone: str
+
+
+class AssignmentOut(BaseModel):
+    id: str
+    client_id: str
+    clinician_id: str | None
+    template: TemplateRef
+    kind: str
+    title: str
+    instructions: str
+    purpose: str | None
+    difficulty_step: int | None
+    status: AssignmentStatus
+    schedule: ScheduleOut
+    window: Window
+    created_at: datetime
+    updated_at: datetime
+    occurrences: list[OccurrenceOut] | None = Field(
+        default=None, description="Only with `include=occurrences`."
+    )
+
+
+class AdjustmentCreate(RequestModel):
+    """A smaller or different step. At least one change; the note says why."""
+
+    note: str | None = Field(default=None, max_length=2000)
+    title: Title | None = None
+    instructions: LongText | None = None
+    difficulty_step: DifficultyStep | None = None
+    rrule: str | None = Field(default=None, max_length=512)
+
+    @model_validator(mode="after")
+    def proposes_something(self) -> AdjustmentCreate:
+        if not ({"title", "instructions", "difficulty_step", "rrule"} & self.model_fields_set):
+            raise ValueError("propose at least one of title, instructions, difficulty_step, rrule")
+        return self
+
+
+class AdjustmentResolve(RequestModel):
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class AdjustmentOut(BaseModel):
+    id: str
+    assignment_id: str
+    status: Literal["proposed", "accepted", "declined"]
+    note: str | None
+    proposed: dict[str, str | int]
+    response_note: str | None
+    resolved_by: str | None
+    resolved_at: datetime | None
+    created_at: datetime
+
+
+class HomeworkItem(BaseModel):
+    """One thing to do today, with what it asks and why."""
+
+    occurrence: OccurrenceOut
+    assignment_id: str
+    kind: str
+    title: str
+    instructions: str
+    purpose: str | None
+    difficulty_step: int | None
+    estimated_minutes: int
+    response_schema: dict[str, object]
+
+
+class Homework(BaseModel):
+    date: str = Field(description="The client's local date, `YYYY-MM-DD`.")
+    time_zone: str
+    items: list[HomeworkItem]

@@ -1,0 +1,369 @@
+"""Assignments: homework given to one client, made personal, scheduled in their time."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from app.core.pagination import page_of, paginate
+from app.core.security import Principal
+from app.models import (
+    Assignment,
+    CareTeamMember,
+    Client,
+    Occurrence,
+    Template,
+    TemplateVersion,
+)
+from app.schemas.assignments import (
+    AssignmentCreate,
+    AssignmentUpdate,
+    BeforeNextSessionSchedule,
+    OnceSchedule,
+    RecurringSchedule,
+    Window,
+)
+from app.services import audit, scheduling, templates
+from app.services.access import visible_assignments, visible_clients
+from app.services.audit import Action
+from app.services.events import EventType, record_event
+from app.services.recurrence import Recurrence, RecurrenceError, local_to_utc
+from app.services.scheduling import LOCAL_FORMAT, OccurrenceStatus, ScheduleType
+
+Schedule = OnceSchedule | RecurringSchedule | BeforeNextSessionSchedule
+
+
+@dataclass(frozen=True)
+class AssignmentFilters:
+    client_id: str | None = None
+    status: str | None = None
+    kind: str | None = None
+    due_from: datetime | None = None
+    due_to: datetime | None = None
+
+
+def _clinical_side_only(principal: Principal, what: str) -> None:
+    if principal.is_client:
+        raise Forbidden(f"A client cannot {what}; propose an adjustment instead.")
+
+
+async def _client(session: AsyncSession, principal: Principal, client_id: str) -> Client:
+    client = await session.scalar(visible_clients(principal).where(Client.id == client_id))
+    if client is None:
+        raise NotFound("No such client.")
+    return client
+
+
+async def _assigning_clinician(
+    session: AsyncSession, principal: Principal, client: Client, clinician_id: str | None
+) -> str:
+    if principal.is_clinician:
+        if clinician_id not in (None, principal.subject_id):
+            raise ValidationFailed.for_field(
+                "body", ["clinician_id"], "a clinician assigns as themself", "not_self"
+            )
+        return principal.subject_id
+    if clinician_id is None:
+        raise ValidationFailed.for_field(
+            "body", ["clinician_id"], "a system caller assigns on a clinician's behalf", "missing"
+        )
+    on_team = await session.scalar(
+        select(
+            exists().where(
+                CareTeamMember.client_id == client.id, CareTeamMember.clinician_id == clinician_id
+            )
+        )
+    )
+    if not on_team:
+        raise ValidationFailed.for_field(
+            "body", ["clinician_id"], "is not on this client's care team", "not_on_care_team"
+        )
+    return clinician_id
+
+
+def _instant(value: datetime, time_zone: str) -> datetime:
+    """An instant as given, or a local wall-clock time in the client's zone."""
+    return value if value.tzinfo is not None else local_to_utc(value, time_zone)
+
+
+def _local_wall_time(value: datetime, time_zone: str) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(second=0, microsecond=0)
+    return value.astimezone(ZoneInfo(time_zone)).replace(tzinfo=None, second=0, microsecond=0)
+
+
+def _apply_schedule(
+    assignment: Assignment,
+    schedule: Schedule,
+    client: Client,
+    now: datetime,
+    pointer: list[str | int],
+) -> None:
+    assignment.schedule_type = schedule.type
+    assignment.rrule = None
+    assignment.start_local = None
+    if isinstance(schedule, OnceSchedule):
+        assignment.due_at = _instant(schedule.due_at, client.time_zone)
+        assignment.starts_at = min(now, assignment.due_at)
+    elif isinstance(schedule, RecurringSchedule):
+        try:
+            rule = Recurrence.parse(schedule.rrule)
+        except RecurrenceError as exc:
+            raise ValidationFailed.for_field(
+                "body", [*pointer, "rrule"], str(exc), "rrule"
+            ) from exc
+        start_local = _local_wall_time(schedule.start, client.time_zone)
+        assignment.rrule = rule.to_rrule()
+        assignment.start_local = start_local.strftime(LOCAL_FORMAT)
+        assignment.starts_at = min(now, local_to_utc(start_local, client.time_zone))
+        assignment.due_at = None
+        assignment.materialized_until = None
+    else:
+        if client.next_session_at is None:
+            raise ValidationFailed.for_field(
+                "body", [*pointer, "type"], "the client has no next session booked", "no_session"
+            )
+        assignment.due_at = client.next_session_at
+        assignment.starts_at = min(now, client.next_session_at)
+
+
+async def create(
+    session: AsyncSession, principal: Principal, body: AssignmentCreate, now: datetime
+) -> tuple[Assignment, list[Occurrence]]:
+    client = await _client(session, principal, body.client_id)
+    clinician_id = await _assigning_clinician(session, principal, client, body.clinician_id)
+    version = await templates.get_assignable_version(session, principal, body.template_id)
+    template = await session.get(Template, version.template_id)
+    assert template is not None
+    assignment = Assignment(
+        tenant_id=principal.tenant_id,
+        client_id=client.id,
+        clinician_id=clinician_id,
+        template_id=template.id,
+        template_version_id=version.id,
+        kind=template.kind,
+        title=body.title or version.name,
+        instructions=body.instructions or version.instructions,
+        purpose=body.purpose,
+        difficulty_step=body.difficulty_step,
+        status="active",
+        opens_before_minutes=body.window.opens_before_minutes,
+        grace_minutes=body.window.grace_minutes,
+    )
+    _apply_schedule(assignment, body.schedule, client, now, ["schedule"])
+    session.add(assignment)
+    await session.flush()
+    occurrences = await scheduling.materialize(session, assignment, client, now)
+    record_event(
+        session,
+        assignment.tenant_id,
+        EventType.assignment_created,
+        client_id=client.id,
+        assignment_id=assignment.id,
+    )
+    await audit.record(
+        session, principal, Action.create, "assignment", [(client.id, assignment.id)]
+    )
+    return assignment, occurrences
+
+
+async def get(
+    session: AsyncSession, principal: Principal, assignment_id: str, *, action: Action = Action.read
+) -> Assignment:
+    assignment = await session.scalar(
+        visible_assignments(principal).where(Assignment.id == assignment_id)
+    )
+    if assignment is None:
+        raise NotFound("No such assignment.")
+    await audit.record(
+        session, principal, action, "assignment", [(assignment.client_id, assignment.id)]
+    )
+    return assignment
+
+
+async def search(
+    session: AsyncSession,
+    principal: Principal,
+    filters: AssignmentFilters,
+    *,
+    limit: int,
+    cursor: str | None,
+    include_occurrences: bool,
+) -> tuple[list[Assignment], dict[str, list[Occurrence]], str | None]:
+    statement = visible_assignments(principal)
+    if filters.client_id is not None:
+        statement = statement.where(Assignment.client_id == filters.client_id)
+    if filters.status is not None:
+        statement = statement.where(Assignment.status == filters.status)
+    if filters.kind is not None:
+        statement = statement.where(Assignment.kind == filters.kind)
+    if filters.due_from is not None or filters.due_to is not None:
+        due = exists().where(Occurrence.assignment_id == Assignment.id)
+        if filters.due_from is not None:
+            due = due.where(Occurrence.due_at >= filters.due_from)
+        if filters.due_to is not None:
+            due = due.where(Occurrence.due_at < filters.due_to)
+        statement = statement.where(due)
+    rows = (await session.scalars(paginate(statement, Assignment.id, limit, cursor))).all()
+    assignments, next_cursor = page_of(rows, limit, lambda a: a.id)
+    by_assignment: dict[str, list[Occurrence]] = defaultdict(list)
+    if include_occurrences and assignments:
+        # One query for the whole page's occurrences, however many assignments it holds.
+        occurrences = await session.scalars(
+            select(Occurrence)
+            .where(Occurrence.assignment_id.in_([a.id for a in assignments]))
+            .order_by(Occurrence.assignment_id, Occurrence.ordinal)
+        )
+        for occurrence in occurrences:
+            by_assignment[occurrence.assignment_id].append(occurrence)
+    await audit.record(
+        session, principal, Action.list, "assignment", [(a.client_id, a.id) for a in assignments]
+    )
+    return assignments, by_assignment, next_cursor
+
+
+async def occurrences_of(session: AsyncSession, assignment: Assignment) -> Sequence[Occurrence]:
+    return (
+        await session.scalars(
+            select(Occurrence)
+            .where(Occurrence.assignment_id == assignment.id)
+            .order_by(Occurrence.ordinal)
+        )
+    ).all()
+
+
+def _changed(assignment: Assignment, values: dict[str, Any]) -> list[str]:
+    changed = []
+    for field, value in values.items():
+        if getattr(assignment, field) != value:
+            setattr(assignment, field, value)
+            changed.append(field)
+    return changed
+
+
+async def update(
+    session: AsyncSession,
+    principal: Principal,
+    assignment: Assignment,
+    body: AssignmentUpdate,
+    now: datetime,
+) -> Assignment:
+    _clinical_side_only(principal, "change an assignment")
+    _require_active(assignment)
+    fields = body.model_dump(exclude_unset=True, exclude={"schedule", "window"})
+    for required in ("title", "instructions"):
+        if required in fields and fields[required] is None:
+            raise ValidationFailed.for_field("body", [required], "may not be null", "null")
+    changed = _changed(assignment, fields)
+    reschedule = new_series = False
+    if body.window is not None:
+        window = _changed(assignment, body.window.model_dump())
+        changed += window
+        reschedule = bool(window)
+    if body.schedule is not None:
+        client = await session.get(Client, assignment.client_id)
+        assert client is not None
+        before = _schedule_of(assignment)
+        _apply_schedule(assignment, body.schedule, client, now, ["schedule"])
+        if _schedule_of(assignment) != before:
+            changed.append("schedule")
+            reschedule = True
+            new_series = True
+    if reschedule:
+        await reschedule_assignment(session, assignment, now, new_series=new_series)
+    if changed:
+        await session.flush()
+        record_event(
+            session,
+            assignment.tenant_id,
+            EventType.assignment_updated,
+            client_id=assignment.client_id,
+            changed_fields=changed,
+            assignment_id=assignment.id,
+        )
+    return assignment
+
+
+def _schedule_of(assignment: Assignment) -> tuple[object, ...]:
+    return (assignment.schedule_type, assignment.rrule, assignment.start_local, assignment.due_at)
+
+
+async def reschedule_assignment(
+    session: AsyncSession, assignment: Assignment, now: datetime, *, new_series: bool
+) -> None:
+    client = await session.get(Client, assignment.client_id)
+    assert client is not None
+    await scheduling.recompute_future(session, assignment, client, now, new_series=new_series)
+
+
+def _require_active(assignment: Assignment) -> None:
+    if assignment.status != "active":
+        raise Conflict(f"The assignment is {assignment.status}.")
+
+
+async def cancel(
+    session: AsyncSession, principal: Principal, assignment: Assignment, now: datetime
+) -> Assignment:
+    _clinical_side_only(principal, "cancel an assignment")
+    if assignment.status == "cancelled":
+        return assignment
+    _require_active(assignment)
+    assignment.status = "cancelled"
+    assignment.cancelled_at = now
+    assignment.ended_at = now
+    for occurrence in await occurrences_of(session, assignment):
+        if occurrence.status in OccurrenceStatus.UNRESOLVED:
+            occurrence.status = OccurrenceStatus.cancelled
+    await session.flush()
+    record_event(
+        session,
+        assignment.tenant_id,
+        EventType.assignment_cancelled,
+        client_id=assignment.client_id,
+        assignment_id=assignment.id,
+    )
+    return assignment
+
+
+async def follow_client_changes(
+    session: AsyncSession, client: Client, changed: set[str], now: datetime
+) -> None:
+    """The client moved zone or booked another session: recompute what has not opened yet."""
+    if not changed & {"time_zone", "next_session_at"}:
+        return
+    active = (
+        await session.scalars(
+            select(Assignment).where(
+                Assignment.client_id == client.id, Assignment.status == "active"
+            )
+        )
+    ).all()
+    for assignment in active:
+        if assignment.schedule_type == ScheduleType.before_next_session:
+            if "next_session_at" not in changed or client.next_session_at is None:
+                continue
+            assignment.due_at = client.next_session_at
+        elif "time_zone" not in changed or assignment.schedule_type != ScheduleType.recurring:
+            continue
+        await scheduling.recompute_future(session, assignment, client, now)
+
+
+async def version_of(session: AsyncSession, assignment: Assignment) -> TemplateVersion:
+    version = await session.get(TemplateVersion, assignment.template_version_id)
+    assert version is not None
+    return version
+
+
+def schedule_window(assignment: Assignment) -> Window:
+    return Window(
+        opens_before_minutes=assignment.opens_before_minutes,
+        grace_minutes=assignment.grace_minutes,
+    )

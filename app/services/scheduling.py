@@ -1,0 +1,190 @@
+"""Occurrences from schedules: when each piece of homework comes due, in the client's time.
+
+A schedule is one of: `once` (a due time), `recurring` (an RRULE in local wall-clock time from a
+local start) or `before_next_session` (due at the client's next session). Each occurrence has a
+completion window: it opens `opens_before_minutes` before its due time (a one-off opens when
+the assignment starts) and closes `grace_minutes` after it.
+
+Occurrences are materialised up to a horizon; the worker extends open-ended series. When the
+time zone, the rule or an accepted adjustment changes, only occurrences that have not opened
+yet are recomputed: what the client could already see, and everything past, never moves.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.models import Assignment, Client, Occurrence
+from app.services.recurrence import Recurrence, expand_between, local_to_utc
+
+HORIZON = timedelta(days=28)
+FAR_FUTURE = timedelta(days=3650)
+LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
+
+
+class ScheduleType:
+    once = "once"
+    recurring = "recurring"
+    before_next_session = "before_next_session"
+
+
+class OccurrenceStatus:
+    upcoming = "upcoming"
+    open = "open"
+    started = "started"
+    completed = "completed"
+    partial = "partial"
+    missed = "missed"
+    declined = "declined"
+    cancelled = "cancelled"
+
+    UNRESOLVED = ("upcoming", "open", "started")
+
+
+def local_label(instant: datetime, time_zone: str) -> str:
+    return instant.astimezone(ZoneInfo(time_zone)).strftime(LOCAL_FORMAT)
+
+
+def initial_status(opens_at: datetime, now: datetime) -> str:
+    return OccurrenceStatus.open if opens_at <= now else OccurrenceStatus.upcoming
+
+
+def _occurrence(
+    assignment: Assignment,
+    ordinal: int,
+    due_at: datetime,
+    opens_at: datetime,
+    time_zone: str,
+    now: datetime,
+) -> Occurrence:
+    return Occurrence(
+        tenant_id=assignment.tenant_id,
+        assignment_id=assignment.id,
+        client_id=assignment.client_id,
+        ordinal=ordinal,
+        due_at=due_at,
+        opens_at=opens_at,
+        closes_at=due_at + timedelta(minutes=assignment.grace_minutes),
+        local_due=local_label(due_at, time_zone),
+        time_zone=time_zone,
+        status=initial_status(opens_at, now),
+    )
+
+
+async def materialize(
+    session: AsyncSession, assignment: Assignment, client: Client, now: datetime
+) -> list[Occurrence]:
+    """Create the occurrences this assignment lacks up to the horizon; returns the new ones."""
+    if assignment.schedule_type != ScheduleType.recurring:
+        return await _materialize_single(session, assignment, client, now)
+    assert assignment.rrule and assignment.start_local
+    rule = Recurrence.parse(assignment.rrule)
+    start_local = datetime.strptime(assignment.start_local, LOCAL_FORMAT)
+    horizon = now + HORIZON
+    window_start = assignment.materialized_until or assignment.starts_at
+    taken = set(
+        (
+            await session.scalars(
+                select(Occurrence.ordinal).where(Occurrence.assignment_id == assignment.id)
+            )
+        ).all()
+    )
+    opens_before = timedelta(minutes=assignment.opens_before_minutes)
+    grace = timedelta(minutes=assignment.grace_minutes)
+    created = []
+    for series_ordinal, due_at in expand_between(
+        rule, start_local, client.time_zone, window_start, horizon
+    ):
+        ordinal = assignment.ordinal_base + series_ordinal
+        # An occurrence whose window closed before it could be seen is never created.
+        if ordinal in taken or due_at + grace <= now:
+            continue
+        opens_at = max(due_at - opens_before, assignment.starts_at)
+        created.append(_occurrence(assignment, ordinal, due_at, opens_at, client.time_zone, now))
+    session.add_all(created)
+    assignment.materialized_until = horizon
+    remaining = expand_between(
+        rule, start_local, client.time_zone, horizon, horizon + FAR_FUTURE, limit=1
+    )
+    assignment.series_complete = not remaining
+    await session.flush()
+    return created
+
+
+async def _materialize_single(
+    session: AsyncSession, assignment: Assignment, client: Client, now: datetime
+) -> list[Occurrence]:
+    """A one-off (or before-the-session) occurrence: created once, then moved with its due time
+    for as long as it is unresolved."""
+    assignment.series_complete = True
+    if assignment.due_at is None:
+        return []  # before_next_session with no session booked yet: nothing due
+    assignment.materialized_until = assignment.due_at
+    existing = await session.scalar(
+        select(Occurrence).where(Occurrence.assignment_id == assignment.id)
+    )
+    if existing is None:
+        occurrence = _occurrence(
+            assignment, 0, assignment.due_at, assignment.starts_at, client.time_zone, now
+        )
+        session.add(occurrence)
+        await session.flush()
+        return [occurrence]
+    if existing.status in OccurrenceStatus.UNRESOLVED and existing.due_at != assignment.due_at:
+        existing.due_at = assignment.due_at
+        existing.closes_at = assignment.due_at + timedelta(minutes=assignment.grace_minutes)
+        existing.local_due = local_label(assignment.due_at, client.time_zone)
+        existing.time_zone = client.time_zone
+        await session.flush()
+    return []
+
+
+async def recompute_future(
+    session: AsyncSession,
+    assignment: Assignment,
+    client: Client,
+    now: datetime,
+    *,
+    new_series: bool = False,
+) -> list[Occurrence]:
+    """Replace the occurrences that have not opened yet, as the schedule now says.
+
+    The same series in a new time zone keeps its numbering (and its COUNT). A new rule is a new
+    series from now on: its first occurrence comes after those kept, and its COUNT counts anew.
+    """
+    await session.execute(
+        delete(Occurrence).where(
+            Occurrence.assignment_id == assignment.id,
+            Occurrence.status == OccurrenceStatus.upcoming,
+            Occurrence.opens_at > now,
+        )
+    )
+    if assignment.schedule_type == ScheduleType.recurring:
+        if new_series:
+            await _start_new_series(session, assignment, client, now)
+        assignment.materialized_until = max(now, assignment.starts_at)
+    return await materialize(session, assignment, client, now)
+
+
+async def _start_new_series(
+    session: AsyncSession, assignment: Assignment, client: Client, now: datetime
+) -> None:
+    kept = await session.scalar(
+        select(func.max(Occurrence.ordinal)).where(Occurrence.assignment_id == assignment.id)
+    )
+    assignment.ordinal_base = 0 if kept is None else kept + 1
+    assert assignment.start_local is not None
+    local_now = now.astimezone(ZoneInfo(client.time_zone)).replace(
+        tzinfo=None, second=0, microsecond=0
+    )
+    start = max(datetime.strptime(assignment.start_local, LOCAL_FORMAT), local_now)
+    assignment.start_local = start.strftime(LOCAL_FORMAT)
+    assignment.starts_at = min(now, local_to_utc(start, client.time_zone))
+
+
+def start_of_series(start_local: datetime, time_zone: str) -> datetime:
+    return local_to_utc(start_local, time_zone)
