@@ -82,3 +82,38 @@ def count_queries(world: World) -> Iterator[list[str]]:
         yield statements
     finally:
         event.remove(engine, "before_cursor_execute", record)
+
+
+async def occurrence_of(
+    http: httpx.AsyncClient,
+    world: World,
+    client_id: str,
+    schedule: dict[str, Any] | None = None,
+    template: str = "tpl_builtin_mood_log",
+    index: int = 0,
+) -> str:
+    """Assign (as clinician A1) and return the id of one of its occurrences."""
+    response = await assign(
+        http,
+        world,
+        client_id,
+        schedule or {"type": "once", "due_at": "2026-11-22T20:00"},
+        template=template,
+    )
+    assert response.status_code == 201, response.text
+    occurrence_id: str = response.json()["occurrences"][index]["id"]
+    return occurrence_id
+
+
+async def complete(
+    http: httpx.AsyncClient,
+    world: World,
+    occurrence_id: str,
+    role: str = "client_a1",
+    **body: Any,
+) -> httpx.Response:
+    return await http.post(
+        "/v1/completions",
+        json={"occurrence_id": occurrence_id, **body},
+        headers=world.headers(role),
+    )

@@ -3,6 +3,7 @@
 from app.models.assignments import Adjustment, Assignment, Occurrence
 from app.models.audit import AuditEvent
 from app.models.base import Base
+from app.models.completions import Completion, CompletionRevision
 from app.models.events import Event
 from app.models.idempotency import IdempotencyKey
 from app.models.people import CareTeamMember, Client, Clinician
@@ -17,6 +18,8 @@ __all__ = [
     "CareTeamMember",
     "Client",
     "Clinician",
+    "Completion",
+    "CompletionRevision",
     "Event",
     "IdempotencyKey",
     "IdentityProvider",

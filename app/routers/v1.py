@@ -9,6 +9,7 @@ from app.routers import (
     assignments,
     audit,
     clients,
+    completions,
     clinicians,
     identity_provider,
     me,
@@ -23,4 +24,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     assignments.router,
     me.router,
     templates.router,
+    completions.router,
 )

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, exists, select, true
 
 from app.core.security import Principal
-from app.models import Assignment, CareTeamMember, Client, Clinician
+from app.models import Assignment, CareTeamMember, Client, Clinician, Completion, Occurrence
 
 
 def client_visibility(principal: Principal, client_id_column: Any) -> ColumnElement[bool]:
@@ -66,4 +66,18 @@ def visible_assignments(principal: Principal) -> Select[Assignment]:
     return select(Assignment).where(
         Assignment.tenant_id == principal.tenant_id,
         client_visibility(principal, Assignment.client_id),
+    )
+
+
+def visible_completions(principal: Principal) -> Select[Completion]:
+    return select(Completion).where(
+        Completion.tenant_id == principal.tenant_id,
+        client_visibility(principal, Completion.client_id),
+    )
+
+
+def visible_occurrences(principal: Principal) -> Select[Occurrence]:
+    return select(Occurrence).where(
+        Occurrence.tenant_id == principal.tenant_id,
+        client_visibility(principal, Occurrence.client_id),
     )

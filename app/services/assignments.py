@@ -367,3 +367,25 @@ def schedule_window(assignment: Assignment) -> Window:
         opens_before_minutes=assignment.opens_before_minutes,
         grace_minutes=assignment.grace_minutes,
     )
+
+
+async def finish_if_resolved(session: AsyncSession, assignment: Assignment, now: datetime) -> None:
+    """End the assignment as soon as its last occurrence is resolved (the worker does the same
+    in batches for those resolved by time): `completed` if any was done, else `expired`."""
+    if assignment.status != "active" or not assignment.series_complete:
+        return
+    statuses = {o.status for o in await occurrences_of(session, assignment)}
+    if not statuses or statuses & set(OccurrenceStatus.UNRESOLVED):
+        return
+    done = bool(statuses & {OccurrenceStatus.completed, OccurrenceStatus.partial})
+    assignment.status = "completed" if done else "expired"
+    assignment.ended_at = now
+    await session.flush()
+    if done:
+        record_event(
+            session,
+            assignment.tenant_id,
+            EventType.assignment_completed,
+            client_id=assignment.client_id,
+            assignment_id=assignment.id,
+        )

@@ -1,0 +1,344 @@
+"""Completions: what the client did for one occurrence, and what follows from it.
+
+A completion moves its occurrence (`done` → completed, `partial` → partial, `not_done` →
+declined), may end its assignment, is scored when it is a validated measure, and raises a
+distress flag when the client reports feeling overwhelmed or an answer meets a template's
+distress mark (PHQ-9 item 9 above 0 among them). Every version is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed, field_error
+from app.core.pagination import page_of, paginate
+from app.core.security import Principal
+from app.models import (
+    Assignment,
+    Client,
+    Completion,
+    CompletionRevision,
+    Occurrence,
+    TemplateVersion,
+)
+from app.schemas.completions import CompletionCreate, CompletionFields, CompletionUpdate
+from app.services import assignments, audit
+from app.services.access import visible_completions, visible_occurrences
+from app.services.audit import Action
+from app.services.events import EventType, record_event
+from app.services.measures import score_for_kind
+from app.services.response_schema import distress_signals, validate_answers
+from app.services.scheduling import OccurrenceStatus
+
+OCCURRENCE_STATUS = {"done": "completed", "partial": "partial", "not_done": "declined"}
+EDIT_WINDOW = timedelta(hours=24)
+CLOCK_SKEW = timedelta(minutes=5)
+CONTENT_FIELDS = (
+    "status",
+    "answers",
+    "barriers",
+    "barrier_note",
+    "helpfulness",
+    "effort",
+    "minutes_spent",
+    "reflection",
+)
+
+
+@dataclass(frozen=True)
+class CompletionFilters:
+    client_id: str | None = None
+    assignment_id: str | None = None
+    distress_flagged: bool | None = None
+    reviewed: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def editable_until(completion: Completion) -> datetime:
+    return completion.received_at + EDIT_WINDOW
+
+
+def _check(fields: CompletionFields, schema: dict[str, Any]) -> None:
+    """Every problem at once, each named by its JSON pointer."""
+    errors: list[FieldError] = []
+    if fields.status == "not_done" and not fields.barriers:
+        errors.append(
+            field_error("body", ["barriers"], "not_done needs at least one barrier", "required")
+        )
+    if len(set(fields.barriers)) != len(fields.barriers):
+        errors.append(field_error("body", ["barriers"], "each barrier at most once", "duplicate"))
+    if "other" in fields.barriers and not (fields.barrier_note or "").strip():
+        errors.append(
+            field_error("body", ["barrier_note"], "the barrier 'other' needs a note", "required")
+        )
+    if fields.status == "not_done" and fields.answers:
+        errors.append(
+            field_error("body", ["answers"], "a not_done completion has no answers", "not_allowed")
+        )
+    if fields.status == "done" and fields.answers is None:
+        errors.append(
+            field_error("body", ["answers"], "a done completion needs its answers", "required")
+        )
+    if fields.answers is not None:
+        for issue in validate_answers(schema, fields.answers):
+            # Partly done work may leave required answers out; everything given must be valid.
+            if fields.status == "partial" and issue.code == "required":
+                continue
+            segments = [
+                p.replace("~1", "/").replace("~0", "~") for p in issue.pointer.split("/")[1:]
+            ]
+            errors.append(field_error("body", ["answers", *segments], issue.message, issue.code))
+    if errors:
+        raise ValidationFailed(errors=errors)
+
+
+def _assess(completion: Completion, schema: dict[str, Any]) -> list[str]:
+    """Score, and the distress reasons (codes and pointers only)."""
+    reasons = []
+    if "felt_overwhelmed" in completion.barriers:
+        reasons.append("barrier:felt_overwhelmed")
+    if completion.answers:
+        reasons += [f"answer:{pointer}" for pointer in distress_signals(schema, completion.answers)]
+    completion.score = completion.severity = None
+    if completion.status == "done" and completion.answers is not None:
+        measure = score_for_kind(completion.kind, completion.answers)
+        if measure is not None:
+            completion.score, completion.severity = measure.total, measure.band
+    return reasons
+
+
+def _snapshot(completion: Completion) -> dict[str, Any]:
+    return {field: getattr(completion, field) for field in CONTENT_FIELDS}
+
+
+def _revision(completion: Completion, principal: Principal) -> CompletionRevision:
+    return CompletionRevision(
+        completion_id=completion.id,
+        number=completion.version,
+        snapshot=_snapshot(completion),
+        recorded_by_kind=principal.kind.value,
+        recorded_by_id=principal.subject_id,
+    )
+
+
+def _flag(session: AsyncSession, completion: Completion, reasons: list[str]) -> None:
+    newly = not completion.distress_flagged and bool(reasons)
+    completion.distress_reasons = sorted(set(completion.distress_reasons) | set(reasons))
+    if newly:
+        completion.distress_flagged = True
+        # At once, in the same transaction: the vendor pages someone on this event.
+        record_event(
+            session,
+            completion.tenant_id,
+            EventType.completion_distress_flagged,
+            client_id=completion.client_id,
+            completion_id=completion.id,
+            occurrence_id=completion.occurrence_id,
+            assignment_id=completion.assignment_id,
+        )
+
+
+async def _assignment_and_version(
+    session: AsyncSession, assignment_id: str
+) -> tuple[Assignment, TemplateVersion]:
+    """The assignment and the template version it was made from: what the answers must fit."""
+    assignment = await session.get(Assignment, assignment_id)
+    assert assignment is not None
+    version = await session.get(TemplateVersion, assignment.template_version_id)
+    assert version is not None
+    return assignment, version
+
+
+async def create(
+    session: AsyncSession, principal: Principal, body: CompletionCreate, now: datetime
+) -> Completion:
+    occurrence = await session.scalar(
+        visible_occurrences(principal).where(Occurrence.id == body.occurrence_id)
+    )
+    if occurrence is None:
+        raise NotFound("No such occurrence.")
+    if occurrence.status == OccurrenceStatus.cancelled:
+        raise Conflict("The occurrence was cancelled.")
+    assignment, version = await _assignment_and_version(session, occurrence.assignment_id)
+    _check(body, version.response_schema)
+    completed_at = body.completed_at or now
+    if completed_at > now + CLOCK_SKEW:
+        raise ValidationFailed.for_field("body", ["completed_at"], "is in the future", "future")
+    time_zone = body.time_zone or await session.scalar(
+        select(Client.time_zone).where(Client.id == occurrence.client_id)
+    )
+    completion = Completion(
+        tenant_id=occurrence.tenant_id,
+        occurrence_id=occurrence.id,
+        assignment_id=occurrence.assignment_id,
+        client_id=occurrence.client_id,
+        kind=assignment.kind,
+        completed_at=completed_at,
+        time_zone=time_zone,
+        received_at=now,
+        late=completed_at > occurrence.closes_at,
+        recorded_by_kind=principal.kind.value,
+        recorded_by_id=principal.subject_id,
+        in_session=principal.is_clinician,
+        distress_reasons=[],
+        **body.model_dump(include=set(CONTENT_FIELDS)),
+    )
+    reasons = _assess(completion, version.response_schema)
+    session.add(completion)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("This occurrence already has a completion; edit it instead.") from exc
+    session.add(_revision(completion, principal))
+    occurrence.status = OCCURRENCE_STATUS[completion.status]
+    record_event(
+        session,
+        completion.tenant_id,
+        EventType.completion_created,
+        client_id=completion.client_id,
+        completion_id=completion.id,
+        occurrence_id=occurrence.id,
+        assignment_id=assignment.id,
+    )
+    _flag(session, completion, reasons)
+    await session.flush()
+    await assignments.finish_if_resolved(session, assignment, now)
+    await audit.record(
+        session, principal, Action.create, "completion", [(completion.client_id, completion.id)]
+    )
+    return completion
+
+
+async def get(
+    session: AsyncSession, principal: Principal, completion_id: str, *, action: Action = Action.read
+) -> Completion:
+    completion = await session.scalar(
+        visible_completions(principal).where(Completion.id == completion_id)
+    )
+    if completion is None:
+        raise NotFound("No such completion.")
+    await audit.record(
+        session, principal, action, "completion", [(completion.client_id, completion.id)]
+    )
+    return completion
+
+
+async def search(
+    session: AsyncSession,
+    principal: Principal,
+    filters: CompletionFilters,
+    *,
+    limit: int,
+    cursor: str | None,
+) -> tuple[list[Completion], str | None]:
+    statement = visible_completions(principal)
+    if filters.client_id is not None:
+        statement = statement.where(Completion.client_id == filters.client_id)
+    if filters.assignment_id is not None:
+        statement = statement.where(Completion.assignment_id == filters.assignment_id)
+    if filters.distress_flagged is not None:
+        statement = statement.where(Completion.distress_flagged.is_(filters.distress_flagged))
+    if filters.reviewed is not None:
+        reviewed = Completion.reviewed_at.is_not(None)
+        statement = statement.where(reviewed if filters.reviewed else ~reviewed)
+    if filters.since is not None:
+        statement = statement.where(Completion.completed_at >= filters.since)
+    if filters.until is not None:
+        statement = statement.where(Completion.completed_at < filters.until)
+    rows = (await session.scalars(paginate(statement, Completion.id, limit, cursor))).all()
+    completions, next_cursor = page_of(rows, limit, lambda c: c.id)
+    await audit.record(
+        session, principal, Action.list, "completion", [(c.client_id, c.id) for c in completions]
+    )
+    return completions, next_cursor
+
+
+async def update(
+    session: AsyncSession,
+    principal: Principal,
+    completion: Completion,
+    body: CompletionUpdate,
+    now: datetime,
+) -> Completion:
+    if (
+        principal.kind.value != completion.recorded_by_kind
+        or principal.subject_id != completion.recorded_by_id
+    ):
+        raise Forbidden("Only whoever recorded a completion may edit it.")
+    if now > editable_until(completion):
+        raise Conflict("The edit window for this completion has closed.")
+    _, version = await _assignment_and_version(session, completion.assignment_id)
+    _check(body, version.response_schema)
+    before = _snapshot(completion)
+    for field in CONTENT_FIELDS:
+        setattr(completion, field, getattr(body, field))
+    changed = [field for field in CONTENT_FIELDS if before[field] != getattr(completion, field)]
+    if not changed:
+        return completion
+    reasons = _assess(completion, version.response_schema)
+    await session.flush()
+    session.add(_revision(completion, principal))
+    occurrence = await session.get(Occurrence, completion.occurrence_id)
+    assert occurrence is not None
+    occurrence.status = OCCURRENCE_STATUS[completion.status]
+    record_event(
+        session,
+        completion.tenant_id,
+        EventType.completion_updated,
+        client_id=completion.client_id,
+        changed_fields=changed,
+        completion_id=completion.id,
+        occurrence_id=completion.occurrence_id,
+        assignment_id=completion.assignment_id,
+    )
+    _flag(session, completion, reasons)
+    await session.flush()
+    await audit.record(
+        session, principal, Action.update, "completion", [(completion.client_id, completion.id)]
+    )
+    return completion
+
+
+async def review(
+    session: AsyncSession,
+    principal: Principal,
+    completion: Completion,
+    feedback: str,
+    now: datetime,
+) -> Completion:
+    if principal.is_client:
+        raise Forbidden("A clinician reviews a completion.")
+    completion.feedback = feedback
+    completion.reviewed_by = principal.subject_id
+    completion.reviewed_at = now
+    await session.flush()
+    record_event(
+        session,
+        completion.tenant_id,
+        EventType.completion_reviewed,
+        client_id=completion.client_id,
+        changed_fields=["review"],
+        completion_id=completion.id,
+        occurrence_id=completion.occurrence_id,
+        assignment_id=completion.assignment_id,
+    )
+    return completion
+
+
+async def revisions(session: AsyncSession, completion: Completion) -> list[CompletionRevision]:
+    return list(
+        (
+            await session.scalars(
+                select(CompletionRevision)
+                .where(CompletionRevision.completion_id == completion.id)
+                .order_by(CompletionRevision.number)
+            )
+        ).all()
+    )
