@@ -215,3 +215,34 @@ def tenants_trust_idp(tenant_id: str, **options: str) -> None:
 
     _run_in_session(save)
     click.echo(f"tenant {tenant_id} now trusts {body.issuer}")
+
+
+@main.command()
+@click.option("--once", is_flag=True, help="Run one round, print its counts as JSON, and exit.")
+def worker(once: bool) -> None:
+    """Run the background jobs (extend series, open, miss, finish) every few seconds.
+
+    Several workers may run at once: each batch is claimed with row locks. SIGTERM or SIGINT
+    stops the worker after the batch in progress. With --once, exits 1 if a job failed.
+    """
+    import signal
+
+    from app.worker import loop
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    if once:
+        result = asyncio.run(loop.run_once_with(settings))
+        click.echo(json.dumps(result.counts))
+        if result.failed:
+            sys.exit(1)
+        return
+
+    async def work_until_signalled() -> None:
+        stop = asyncio.Event()
+        running = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            running.add_signal_handler(signum, stop.set)
+        await loop.run_forever(settings, stop)
+
+    asyncio.run(work_until_signalled())

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # Hosts allowed although they resolve to private or loopback addresses (comma-separated).
     outbound_allowed_hosts: str = ""
 
+    # The background worker (`homework worker`): how often a round starts, and how many rows
+    # one transaction claims (smaller batches hold their row locks for less time).
+    worker_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    worker_batch_size: int = Field(default=200, ge=1, le=10_000)
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")

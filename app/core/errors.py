@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
@@ -258,10 +259,18 @@ async def _handle_database_error(request: Request, exc: Exception) -> JSONRespon
     )
 
 
+async def _handle_lost_update(request: Request, exc: Exception) -> JSONResponse:
+    # Someone (a worker, another request) changed the row between our read and our write.
+    return problem_response(
+        request, Conflict("The resource changed while this request ran; read it and retry.")
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _handle_problem)
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
     app.add_exception_handler(RequestValidationError, _handle_validation)
+    app.add_exception_handler(StaleDataError, _handle_lost_update)
     for unavailable in (DBAPIError, ConnectionError, PoolTimeout):
         app.add_exception_handler(unavailable, _handle_database_error)
 

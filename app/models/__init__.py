@@ -7,6 +7,7 @@ from app.models.completions import Completion, CompletionRevision
 from app.models.events import Event
 from app.models.idempotency import IdempotencyKey
 from app.models.people import CareTeamMember, Client, Clinician
+from app.models.reminders import Reminder
 from app.models.templates import Template, TemplateVersion
 from app.models.tenant import IdentityProvider, OAuthClient, Tenant
 
@@ -25,6 +26,7 @@ __all__ = [
     "IdentityProvider",
     "OAuthClient",
     "Occurrence",
+    "Reminder",
     "Template",
     "TemplateVersion",
     "Tenant",

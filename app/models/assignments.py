@@ -18,6 +18,8 @@ class Assignment(Base):
         Index("ix_assignments_tenant_id_client_id_id", "tenant_id", "client_id", "id"),
         Index("ix_assignments_tenant_id_id", "tenant_id", "id"),
         Index("ix_assignments_status_materialized_until", "status", "materialized_until"),
+        # The worker's search for assignments whose series has ended.
+        Index("ix_assignments_status_series_complete", "status", "series_complete"),
     )
 
     id: Mapped[str] = id_column(default=lambda: new_id("asg"))

@@ -159,8 +159,9 @@ async def _assignment_and_version(
 async def create(
     session: AsyncSession, principal: Principal, body: CompletionCreate, now: datetime
 ) -> Completion:
+    # Locked: the worker may be marking this very occurrence missed at the same moment.
     occurrence = await session.scalar(
-        visible_occurrences(principal).where(Occurrence.id == body.occurrence_id)
+        visible_occurrences(principal).where(Occurrence.id == body.occurrence_id).with_for_update()
     )
     if occurrence is None:
         raise NotFound("No such occurrence.")
