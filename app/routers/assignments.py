@@ -24,6 +24,7 @@ from app.schemas.assignments import (
     AssignmentStatus,
     AssignmentUpdate,
     OccurrenceOut,
+    ReminderPolicyIn,
     ScheduleOut,
     TemplateRef,
 )
@@ -59,6 +60,11 @@ def assignment_out(
             due_at=assignment.due_at,
         ),
         window=assignments.schedule_window(assignment),
+        reminders=(
+            ReminderPolicyIn.model_validate(assignment.reminder_policy)
+            if assignment.reminder_policy
+            else None
+        ),
         created_at=assignment.created_at,
         updated_at=assignment.updated_at,
         occurrences=[occurrence_out(o) for o in occurrences] if occurrences is not None else None,

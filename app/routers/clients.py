@@ -45,6 +45,8 @@ def _out(client: Client) -> ClientOut:
         locale=client.locale,
         quiet_hours=quiet,
         next_session_at=client.next_session_at,
+        reminders_muted=client.reminders_muted,
+        max_reminders_per_day=client.max_reminders_per_day,
         created_at=client.created_at,
         updated_at=client.updated_at,
     )

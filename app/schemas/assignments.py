@@ -5,7 +5,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from app.schemas.common import RequestModel
+from app.schemas.common import LocalTime, RequestModel
 
 Title = Annotated[str, Field(min_length=1, max_length=200)]
 LongText = Annotated[str, Field(min_length=1, max_length=10_000)]
@@ -65,6 +65,21 @@ class Window(RequestModel):
     )
 
 
+class ReminderPolicyIn(RequestModel):
+    """When to nudge the client about each occurrence. Without one, the template's defaults
+    apply: its local times of day (a daily log at 20:00), else an hour before each due time."""
+
+    local_times: list[LocalTime] = Field(
+        default_factory=list, max_length=6, description="Local times of day on the due date."
+    )
+    lead_minutes: list[Annotated[int, Field(ge=0, le=10_080)]] = Field(
+        default_factory=list, max_length=6, description="Minutes before each due time."
+    )
+    only_if_not_done: bool = Field(default=True, description="Stop once the work is done.")
+    max_per_day: int | None = Field(default=None, ge=1, le=24, description="Per local day.")
+    enabled: bool = True
+
+
 class AssignmentCreate(RequestModel):
     client_id: str = Field(max_length=40)
     clinician_id: str | None = Field(
@@ -83,6 +98,7 @@ class AssignmentCreate(RequestModel):
     difficulty_step: DifficultyStep | None = None
     schedule: Schedule
     window: Window = Window()
+    reminders: ReminderPolicyIn | None = None
 
 
 class AssignmentUpdate(RequestModel):
@@ -92,6 +108,7 @@ class AssignmentUpdate(RequestModel):
     difficulty_step: DifficultyStep | None = None
     schedule: Schedule | None = None
     window: Window | None = None
+    reminders: ReminderPolicyIn | None = None
 
 
 class ScheduleOut(BaseModel):
@@ -131,6 +148,7 @@ class AssignmentOut(BaseModel):
     status: AssignmentStatus
     schedule: ScheduleOut
     window: Window
+    reminders: ReminderPolicyIn | None = Field(description="Null: the template's defaults.")
     created_at: datetime
     updated_at: datetime
     occurrences: list[OccurrenceOut] | None = Field(

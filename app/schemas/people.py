@@ -32,6 +32,11 @@ class ClinicianOut(BaseModel):
     updated_at: datetime
 
 
+MaxRemindersPerDay = Field(
+    default=None, ge=0, le=50, description="At most this many reminders a local day, all homework."
+)
+
+
 class ClientCreate(RequestModel):
     external_id: ExternalId
     display_name: str | None = Field(default=None, max_length=200)
@@ -39,11 +44,13 @@ class ClientCreate(RequestModel):
     locale: Locale = "en"
     quiet_hours: QuietHours | None = None
     next_session_at: AwareDatetime | None = None
+    reminders_muted: bool = False
+    max_reminders_per_day: int | None = MaxRemindersPerDay
 
 
 class ClientUpdate(RequestModel):
     """Only the fields sent change. A client may change its own display name, time zone,
-    locale and quiet hours; a clinician only the next session time."""
+    locale and reminder preferences; a clinician only the next session time."""
 
     external_id: ExternalId | None = None
     display_name: str | None = Field(default=None, max_length=200)
@@ -51,6 +58,8 @@ class ClientUpdate(RequestModel):
     locale: Locale | None = None
     quiet_hours: QuietHours | None = None
     next_session_at: AwareDatetime | None = None
+    reminders_muted: bool | None = None
+    max_reminders_per_day: int | None = MaxRemindersPerDay
 
 
 class ClientOut(BaseModel):
@@ -61,6 +70,8 @@ class ClientOut(BaseModel):
     locale: str
     quiet_hours: QuietHours | None
     next_session_at: datetime | None
+    reminders_muted: bool
+    max_reminders_per_day: int | None
     created_at: datetime
     updated_at: datetime
 

@@ -31,12 +31,13 @@ from app.schemas.assignments import (
     RecurringSchedule,
     Window,
 )
-from app.services import audit, scheduling, templates
+from app.services import audit, reminders, scheduling, templates
 from app.services.access import visible_assignments, visible_clients
 from app.services.audit import Action
 from app.services.events import EventType, record_event
 from app.services.recurrence import Recurrence, RecurrenceError, local_to_utc
-from app.services.scheduling import LOCAL_FORMAT, OccurrenceStatus, ScheduleType
+from app.services.scheduling import LOCAL_FORMAT
+from app.services.statuses import OccurrenceStatus, ScheduleType
 
 Schedule = OnceSchedule | RecurringSchedule | BeforeNextSessionSchedule
 
@@ -157,6 +158,7 @@ async def create(
         status="active",
         opens_before_minutes=body.window.opens_before_minutes,
         grace_minutes=body.window.grace_minutes,
+        reminder_policy=body.reminders.model_dump() if body.reminders else None,
     )
     _apply_schedule(assignment, body.schedule, client, now, ["schedule"])
     session.add(assignment)
@@ -258,7 +260,7 @@ async def update(
 ) -> Assignment:
     _clinical_side_only(principal, "change an assignment")
     _require_active(assignment)
-    fields = body.model_dump(exclude_unset=True, exclude={"schedule", "window"})
+    fields = body.model_dump(exclude_unset=True, exclude={"schedule", "window", "reminders"})
     for required in ("title", "instructions"):
         if required in fields and fields[required] is None:
             raise ValidationFailed.for_field("body", [required], "may not be null", "null")
@@ -279,6 +281,12 @@ async def update(
             new_series = True
     if reschedule:
         await reschedule_assignment(session, assignment, now, new_series=new_series)
+    if "reminders" in body.model_fields_set:
+        policy = body.reminders.model_dump() if body.reminders else None
+        if policy != assignment.reminder_policy:
+            assignment.reminder_policy = policy
+            changed.append("reminders")
+            await reminders.resync_assignment(session, assignment, now)
     if changed:
         await session.flush()
         record_event(
@@ -323,6 +331,7 @@ async def cancel(
         if occurrence.status in OccurrenceStatus.UNRESOLVED:
             occurrence.status = OccurrenceStatus.cancelled
     await session.flush()
+    await reminders.cancel_pending(session, "cancelled", assignment_id=assignment.id)
     record_event(
         session,
         assignment.tenant_id,

@@ -28,13 +28,13 @@ from app.models import (
     TemplateVersion,
 )
 from app.schemas.completions import CompletionCreate, CompletionFields, CompletionUpdate
-from app.services import assignments, audit
+from app.services import assignments, audit, reminders
 from app.services.access import visible_completions, visible_occurrences
 from app.services.audit import Action
 from app.services.events import EventType, record_event
 from app.services.measures import score_for_kind
 from app.services.response_schema import distress_signals, validate_answers
-from app.services.scheduling import OccurrenceStatus
+from app.services.statuses import OccurrenceStatus
 
 OCCURRENCE_STATUS = {"done": "completed", "partial": "partial", "not_done": "declined"}
 EDIT_WINDOW = timedelta(hours=24)
@@ -199,6 +199,8 @@ async def create(
         raise Conflict("This occurrence already has a completion; edit it instead.") from exc
     session.add(_revision(completion, principal))
     occurrence.status = OCCURRENCE_STATUS[completion.status]
+    if reminders.policy_of(assignment, version).only_if_not_done:
+        await reminders.cancel_pending(session, "resolved", occurrence_id=occurrence.id)
     record_event(
         session,
         completion.tenant_id,

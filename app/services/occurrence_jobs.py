@@ -23,7 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.models import Assignment, Client, Occurrence
 from app.services import scheduling
 from app.services.events import EventType, record_event
-from app.services.scheduling import HORIZON, OccurrenceStatus, ScheduleType
+from app.services.scheduling import HORIZON
+from app.services.statuses import OccurrenceStatus, ScheduleType
 
 # A series is extended once it has less than this much ahead of it, so that it always has
 # about three weeks of occurrences (reminders and the client's "upcoming" list read them).

@@ -15,7 +15,7 @@ from app.core.scopes import Context
 from app.core.security import Principal
 from app.models import CareTeamMember, Client, Clinician
 from app.schemas.people import ClientCreate, ClientUpdate, ClinicianCreate, ClinicianUpdate
-from app.services import assignments, audit
+from app.services import assignments, audit, reminders
 from app.services.access import visible_clients, visible_clinicians
 from app.services.audit import Action
 
@@ -23,7 +23,16 @@ from app.services.audit import Action
 # preferences; a clinician the next session time.
 CLIENT_FIELDS_BY_KIND = {
     Context.system: frozenset(ClientUpdate.model_fields),
-    Context.client: frozenset({"display_name", "time_zone", "locale", "quiet_hours"}),
+    Context.client: frozenset(
+        {
+            "display_name",
+            "time_zone",
+            "locale",
+            "quiet_hours",
+            "reminders_muted",
+            "max_reminders_per_day",
+        }
+    ),
     Context.clinician: frozenset({"next_session_at"}),
 }
 
@@ -39,6 +48,12 @@ def _refuse_nulls(changes: dict[str, Any], required: tuple[str, ...]) -> None:
     for name in required:
         if name in changes and changes[name] is None:
             raise ValidationFailed.for_field("body", [name], "may not be null", "null")
+
+
+# What reminders are computed from: a change replans the client's reminders still ahead.
+REMINDER_INPUTS = frozenset(
+    {"time_zone", "quiet_hours_start", "quiet_hours_end", "reminders_muted"}
+)
 
 
 # Clinicians
@@ -149,7 +164,7 @@ async def update_client(
     refused = sorted(set(changes) - CLIENT_FIELDS_BY_KIND[principal.kind])
     if refused:
         raise Forbidden(f"A {principal.kind} token may not change: {', '.join(refused)}.")
-    _refuse_nulls(changes, ("external_id", "time_zone", "locale"))
+    _refuse_nulls(changes, ("external_id", "time_zone", "locale", "reminders_muted"))
     changed = set()
     for field, value in _client_values(body, changes).items():
         if getattr(client, field) != value:
@@ -157,6 +172,8 @@ async def update_client(
             changed.add(field)
     await _flush_unique(session, "client")
     await assignments.follow_client_changes(session, client, changed, now)
+    if changed & REMINDER_INPUTS:
+        await reminders.resync_client(session, client, now)
     await audit.record(session, principal, Action.update, "client", [(client.id, client.id)])
     return client
 

@@ -1,4 +1,4 @@
-"""Occurrences from schedules: when each piece of homework comes due, in the client's time.
+"""Occurrences, and their reminders, from schedules: when each piece of homework comes due.
 
 A schedule is one of: `once` (a due time), `recurring` (an RRULE in local wall-clock time from a
 local start) or `before_next_session` (due at the client's next session). Each occurrence has a
@@ -19,30 +19,13 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Assignment, Client, Occurrence
+from app.services import reminders
 from app.services.recurrence import Recurrence, expand_between, local_to_utc
+from app.services.statuses import OccurrenceStatus, ScheduleType
 
 HORIZON = timedelta(days=28)
 FAR_FUTURE = timedelta(days=3650)
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
-
-
-class ScheduleType:
-    once = "once"
-    recurring = "recurring"
-    before_next_session = "before_next_session"
-
-
-class OccurrenceStatus:
-    upcoming = "upcoming"
-    open = "open"
-    started = "started"
-    completed = "completed"
-    partial = "partial"
-    missed = "missed"
-    declined = "declined"
-    cancelled = "cancelled"
-
-    UNRESOLVED = ("upcoming", "open", "started")
 
 
 def local_label(instant: datetime, time_zone: str) -> str:
@@ -106,6 +89,8 @@ async def materialize(
         opens_at = max(due_at - opens_before, assignment.starts_at)
         created.append(_occurrence(assignment, ordinal, due_at, opens_at, client.time_zone, now))
     session.add_all(created)
+    await session.flush()
+    await reminders.schedule_for(session, assignment, client, created, now)
     assignment.materialized_until = horizon
     remaining = expand_between(
         rule, start_local, client.time_zone, horizon, horizon + FAR_FUTURE, limit=1
@@ -133,6 +118,7 @@ async def _materialize_single(
         )
         session.add(occurrence)
         await session.flush()
+        await reminders.schedule_for(session, assignment, client, [occurrence], now)
         return [occurrence]
     if existing.status in OccurrenceStatus.UNRESOLVED and existing.due_at != assignment.due_at:
         existing.due_at = assignment.due_at
@@ -140,6 +126,7 @@ async def _materialize_single(
         existing.local_due = local_label(assignment.due_at, client.time_zone)
         existing.time_zone = client.time_zone
         await session.flush()
+        await reminders.schedule_for(session, assignment, client, [existing], now)
     return []
 
 

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,7 +30,7 @@ import app
 from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.db import Database
-from app.services import occurrence_jobs
+from app.services import occurrence_jobs, reminders
 
 logger = logging.getLogger("homework.worker")
 
@@ -56,6 +57,18 @@ def transactional(name: str, batch: BatchInSession) -> Job:
     return Job(name, run)
 
 
+async def fire_reminders(database: Database, now: datetime, batch_size: int) -> int:
+    """Two transactions: lease a batch, then fire it. A worker that dies between the two leaves
+    its lease to run out, and the next worker fires those reminders (once)."""
+    owner = f"{socket.gethostname()}:{os.getpid()}:{id(asyncio.current_task())}"
+    async with database.sessionmaker() as session, session.begin():
+        ids = await reminders.claim_due(session, now, batch_size, owner)
+    if ids:
+        async with database.sessionmaker() as session, session.begin():
+            await reminders.fire_claimed(session, ids, owner, now)
+    return len(ids)
+
+
 # In this order: new occurrences first, so that a round that opens and misses sees them; then
 # open before miss, so that an occurrence whose whole window passed while no worker ran is
 # opened and missed in the same round; finishing last, once the round has resolved what it can.
@@ -64,6 +77,7 @@ JOBS: tuple[Job, ...] = (
     transactional("open_due", occurrence_jobs.open_due),
     transactional("mark_missed", occurrence_jobs.mark_missed),
     transactional("finish_assignments", occurrence_jobs.finish_assignments),
+    Job("fire_reminders", fire_reminders),
 )
 
 

@@ -216,6 +216,8 @@ async def test_a_window_that_passed_while_no_worker_ran_is_resolved_in_one_round
         "open_due": 1,
         "mark_missed": 1,
         "finish_assignments": 1,
+        # Its 20:00 reminder came due too: claimed, then cancelled, since the work was missed.
+        "fire_reminders": 1,
     }
     body = await read(client, world, created["id"])
     assert body["status"] == "expired" and body["occurrences"][0]["status"] == "missed"
@@ -341,8 +343,10 @@ async def test_a_failing_job_is_logged_without_its_message_and_the_others_still_
         "open_due": 0,
         "mark_missed": 1,
         "finish_assignments": 1,
+        "fire_reminders": 1,
     }
     assert len(await events(world, "occurrence.missed")) == 1
+    assert await events(world, "reminder.due") == []
     (failure,) = [r for r in caplog.records if r.getMessage() == "worker job failed"]
     line = json.loads(JsonFormatter().format(failure))
     assert line["job"] == "breaks" and line["error"] == "builtins.ValueError"
@@ -380,6 +384,7 @@ async def test_run_forever_logs_each_round_with_counts_and_stops_when_told(
         "open_due": 0,
         "mark_missed": 0,
         "finish_assignments": 0,
+        "fire_reminders": 0,
     }
     assert line["failed"] == [] and line["duration_ms"] >= 0
     assert caplog.records[-1].getMessage() == "worker stopped"
@@ -467,6 +472,7 @@ def test_homework_worker_once_prints_its_counts(
             "open_due": 0,
             "mark_missed": 1,
             "finish_assignments": 1,
+            "fire_reminders": 0,
         }
         second = runner.invoke(main, ["worker", "--once"])
         assert json.loads(second.output.splitlines()[-1])["mark_missed"] == 0
