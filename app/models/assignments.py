@@ -79,6 +79,8 @@ class Occurrence(Base):
         Index("ix_occurrences_client_id_closes_at", "client_id", "closes_at"),
         Index("ix_occurrences_status_opens_at", "status", "opens_at"),
         Index("ix_occurrences_status_closes_at", "status", "closes_at"),
+        # Adherence and session summaries: a client's occurrences by due time.
+        Index("ix_occurrences_client_id_due_at", "client_id", "due_at"),
     )
 
     id: Mapped[str] = id_column(default=lambda: new_id("occ"))
@@ -109,7 +111,10 @@ class Adjustment(Base):
     """A client's proposal of a smaller or different step, and the clinician's answer."""
 
     __tablename__ = "adjustments"
-    __table_args__ = (Index("ix_adjustments_assignment_id_id", "assignment_id", "id"),)
+    __table_args__ = (
+        Index("ix_adjustments_assignment_id_id", "assignment_id", "id"),
+        Index("ix_adjustments_client_id_created_at", "client_id", "created_at"),
+    )
 
     id: Mapped[str] = id_column(default=lambda: new_id("adj"))
     tenant_id: Mapped[str] = mapped_column(

@@ -6,13 +6,15 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.routers import (
+    adherence,
     assignments,
     audit,
     clients,
-    completions,
     clinicians,
+    completions,
     identity_provider,
     me,
+    reminders,
     templates,
 )
 
@@ -25,4 +27,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     me.router,
     templates.router,
     completions.router,
+    reminders.router,
+    adherence.router,
 )
