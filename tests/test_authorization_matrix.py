@@ -30,11 +30,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
+from sqlalchemy import select
 
 from app.core import outbound
 from app.core.scopes import ROLE_SCOPES, Context, ScopeSet
-from app.models import Template, TemplateVersion
-from tests.homework_helpers import assign
+from app.models import Reminder, Template, TemplateVersion
+from tests.homework_helpers import assign, complete, freeze, occurrence_of
 from tests.world import World
 
 # The columns: who calls. Those expected to succeed are sent after those expected to fail
@@ -65,6 +66,7 @@ KIND: dict[str, Context | None] = {
 Params = Callable[[World], dict[str, str]]
 Body = Callable[[World], dict[str, Any] | None]
 Setup = Callable[[World, httpx.AsyncClient], Awaitable[dict[str, str] | None]]
+SetupBody = Callable[[dict[str, str]], dict[str, Any]]
 
 
 def row(*statuses: int) -> dict[str, int]:
@@ -93,6 +95,8 @@ class Case:
     setup: Setup | None = None
     """Runs once before the callers, e.g. to create the object the route reads; what it returns
     fills the path parameters known only once it has run (the id of what it created)."""
+    body_from_setup: SetupBody | None = None
+    """Instead of `body`: a body that names what the setup made (the occurrence to complete)."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +220,54 @@ async def client_a1_proposes_an_adjustment(world: World, http: httpx.AsyncClient
     )
     assert proposed.status_code == 201, proposed.text
     return {**made, "adjustment_id": proposed.json()["id"]}
+
+
+# The clock stands still at noon, eight hours before the evening's mood log is due (client A1
+# is in Europe/London, on UTC in November): its occurrence is open, a completion is on time and
+# editable, and its reminder (the template's default, 20:00 local) is still ahead.
+NOON = "2026-11-22T12:00:00Z"
+TONIGHT = {"type": "once", "due_at": "2026-11-22T20:00"}
+MOOD: dict[str, Any] = {"status": "done", "answers": {"mood": 6}}
+
+
+def mood_for_the_occurrence(made: dict[str, str]) -> dict[str, Any]:
+    return {"occurrence_id": made["occurrence_id"], **MOOD}
+
+
+def another_mood(world: World) -> dict[str, Any]:
+    return {"status": "partial", "answers": {"mood": 4}, "barriers": ["no_time"]}
+
+
+def feedback(world: World) -> dict[str, Any]:
+    return {"feedback": "Well spotted: the walk helped."}
+
+
+def half_an_hour(world: World) -> dict[str, Any]:
+    return {"minutes": 30}
+
+
+async def client_a1_has_an_occurrence(world: World, http: httpx.AsyncClient) -> dict[str, str]:
+    freeze(world, NOON)
+    return {"occurrence_id": await occurrence_of(http, world, world.a.clients["A1"], TONIGHT)}
+
+
+async def client_a1_has_a_completion(world: World, http: httpx.AsyncClient) -> dict[str, str]:
+    made = await client_a1_has_an_occurrence(world, http)
+    completed = await complete(http, world, made["occurrence_id"], **MOOD)
+    assert completed.status_code == 201, completed.text
+    return {"completion_id": completed.json()["id"]}
+
+
+async def reminders_of(world: World, client_id: str) -> set[str]:
+    async with world.app.state.database.sessionmaker() as session:
+        found = await session.scalars(select(Reminder.id).where(Reminder.client_id == client_id))
+        return set(found.all())
+
+
+async def client_a1_has_a_reminder(world: World, http: httpx.AsyncClient) -> dict[str, str]:
+    await client_a1_has_an_occurrence(world, http)
+    (reminder_id,) = await reminders_of(world, world.a.clients["A1"])
+    return {"reminder_id": reminder_id}
 
 
 # fmt: off
@@ -423,6 +475,76 @@ MATRIX: dict[tuple[str, str], Case | Exempt] = {
         #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope
         expect=row(403, 403,   403,   200,   200,   403,  401, 401, 403),
     ),
+
+    # Completions: the client records its own, a clinician on the care team one in session, the
+    # vendor's backend one on someone's behalf. An occurrence has one completion: client A1
+    # records it (201), then tenant A's backend and clinician A1, who could have, find it taken
+    # (409, after the object check). The target is an open occurrence of client A1 (setup).
+    ("POST", "/v1/completions"): Case(
+        scope="completions.c", setup=client_a1_has_an_occurrence,
+        body_from_setup=mood_for_the_occurrence,
+        #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope
+        expect=row(409, 409,   404,   201,   404,   404,  401, 401, 403),
+    ),
+    ("GET", "/v1/completions"): Case(
+        scope="completions.s",
+        expect=row(200, 200,   200,   200,   200,   200,  401, 401, 403),
+    ),
+    ("GET", "/v1/completions/{completion_id}"): Case(
+        scope="completions.r", setup=client_a1_has_a_completion,
+        expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),
+    ),
+    # Only whoever recorded a completion (here client A1) edits it: the others who see it get
+    # 403 from the service, after the object check.
+    ("PUT", "/v1/completions/{completion_id}"): Case(
+        scope="completions.u", setup=client_a1_has_a_completion, body=another_mood,
+        expect=row(403, 403,   404,   200,   404,   404,  401, 401, 403),
+    ),
+    ("GET", "/v1/completions/{completion_id}/revisions"): Case(
+        scope="completions.r", setup=client_a1_has_a_completion,
+        expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),
+    ),
+    # The clinical side reviews (a new review replaces the last); the client holds
+    # completions.u but does not review its own work: 403 from the service.
+    ("POST", "/v1/completions/{completion_id}/review"): Case(
+        scope="completions.u", setup=client_a1_has_a_completion, body=feedback,
+        expect=row(200, 200,   404,   403,   404,   404,  401, 401, 403),
+    ),
+
+    # Reminders: the client snoozes and dismisses its own, the vendor's backend anyone's; a
+    # clinician only reads them (clinician/reminders.rs). The target is the reminder of client
+    # A1's mood log tonight (setup). Snoozing a snoozed reminder again and dismissing a dismissed
+    # one answer 200 again, so tenant A's backend and then client A1 both succeed.
+    ("GET", "/v1/reminders"): Case(
+        scope="reminders.s",
+        #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope
+        expect=row(200, 200,   200,   200,   200,   200,  401, 401, 403),
+    ),
+    ("POST", "/v1/reminders/{reminder_id}/snooze"): Case(
+        scope="reminders.u", setup=client_a1_has_a_reminder, body=half_an_hour,
+        expect=row(200, 403,   403,   200,   404,   404,  401, 401, 403),
+    ),
+    ("POST", "/v1/reminders/{reminder_id}/dismiss"): Case(
+        scope="reminders.u", setup=client_a1_has_a_reminder,
+        expect=row(200, 403,   403,   200,   404,   404,  401, 401, 403),
+    ),
+
+    # Adherence: reading a client's figures is reading the client; a caseload is a clinician's
+    # own (a colleague's is not found) or, for the vendor's backend, any clinician's. A client
+    # holds adherence.r, no `s`: no caseload.
+    ("GET", "/v1/clients/{client_id}/adherence"): Case(
+        scope="adherence.r", params=client_a1,
+        #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope
+        expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),
+    ),
+    ("GET", "/v1/clients/{client_id}/session-summary"): Case(
+        scope="adherence.r", params=client_a1,
+        expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),
+    ),
+    ("GET", "/v1/clinicians/{clinician_id}/caseload"): Case(
+        scope="adherence.s", params=clinician_a1,
+        expect=row(200, 200,   404,   403,   403,   404,  401, 401, 403),
+    ),
 }
 # fmt: on
 
@@ -514,7 +636,8 @@ async def test_authorization_matrix(
             method,
             url,
             headers=_headers(world, caller, no_scope_token),
-            json=case.body(world),  # None sends no body
+            # None sends no body
+            json=case.body_from_setup(made or {}) if case.body_from_setup else case.body(world),
         )
         expected = case.expect[caller]
         if response.status_code != expected:
@@ -626,3 +749,53 @@ async def test_assignment_lists_show_only_what_the_caller_may_see(
     by_client = f"/v1/assignments?client_id={a.clients['A1']}"
     for caller in ("clinician_a2", "client_a2", "system_b"):
         assert await _ids(client, world, by_client, caller) == set(), caller
+
+
+async def test_completion_and_reminder_lists_show_only_what_the_caller_may_see(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    a, b = world.a, world.b
+    freeze(world, NOON)
+    # Each client keeps a mood log for two evenings and records the first: a completion, a
+    # reminder cancelled by it and one still scheduled.
+    two_evenings = {**DAILY, "rrule": "FREQ=DAILY;COUNT=2;BYHOUR=20;BYMINUTE=0"}
+    made = {
+        "A1": await assign(client, world, a.clients["A1"], two_evenings, role="clinician_a1"),
+        "A2": await assign(client, world, a.clients["A2"], two_evenings, role="clinician_a2"),
+        "B1": await assign(
+            client,
+            world,
+            b.clients["B1"],
+            two_evenings,
+            role="system_b",
+            clinician_id=b.clinicians["B1"],
+        ),
+    }
+    completions, reminders = {}, {}
+    for name, recorder in (("A1", "client_a1"), ("A2", "client_a2"), ("B1", "system_b")):
+        assert made[name].status_code == 201, made[name].text
+        first = made[name].json()["occurrences"][0]["id"]
+        done = await complete(client, world, first, role=recorder, **MOOD)
+        assert done.status_code == 201, done.text
+        completions[name] = {done.json()["id"]}
+        tenant = b if name == "B1" else a
+        reminders[name] = await reminders_of(world, tenant.clients[name])
+        assert len(reminders[name]) == 2, name
+
+    sees = {
+        "system_a": ("A1", "A2"),
+        "clinician_a1": ("A1",),
+        "client_a1": ("A1",),
+        "clinician_a2": ("A2",),
+        "client_a2": ("A2",),
+        "system_b": ("B1",),
+    }
+    for path, rows in (("/v1/completions", completions), ("/v1/reminders", reminders)):
+        for caller, names in sees.items():
+            expected = set().union(*(rows[name] for name in names))
+            assert await _ids(client, world, path, caller) == expected, (path, caller)
+        # Client A1's rows are not another client's, nor a clinician's off its care team, nor
+        # another tenant's: not even when asked for by client_id.
+        by_client = f"{path}?client_id={a.clients['A1']}"
+        for caller in ("clinician_a2", "client_a2", "system_b"):
+            assert await _ids(client, world, by_client, caller) == set(), (path, caller)

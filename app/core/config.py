@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # Hosts allowed although they resolve to private or loopback addresses (comma-separated).
     outbound_allowed_hosts: str = ""
 
+    # Webhook delivery: the POST's timeout and how many run at once, overall and per endpoint.
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
+    webhook_max_concurrency: int = Field(default=32, ge=1, le=1000)
+    webhook_max_per_endpoint: int = Field(default=4, ge=1, le=100)
+
     # The background worker (`homework worker`): how often a round starts, and how many rows
     # one transaction claims (smaller batches hold their row locks for less time).
     worker_interval_seconds: float = Field(default=5.0, gt=0, le=3600)

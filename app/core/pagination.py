@@ -48,7 +48,10 @@ def decode_cursor(cursor: str) -> str:
     return raw[3:]
 
 
-def paginate(statement: Select[Any], id_column: Any, limit: int, cursor: str | None) -> Select[Any]:
+AnySelect = Select[*tuple[Any, ...]]
+
+
+def paginate(statement: AnySelect, id_column: Any, limit: int, cursor: str | None) -> AnySelect:
     """Newest first, one row more than the page so that we know whether another follows."""
     if cursor:
         statement = statement.where(id_column < decode_cursor(cursor))

@@ -10,6 +10,7 @@ from app.models.people import CareTeamMember, Client, Clinician
 from app.models.reminders import Reminder
 from app.models.templates import Template, TemplateVersion
 from app.models.tenant import IdentityProvider, OAuthClient, Tenant
+from app.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
     "Adjustment",
@@ -30,4 +31,7 @@ __all__ = [
     "Template",
     "TemplateVersion",
     "Tenant",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, String
+from sqlalchemy import JSON, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.ids import new_id
@@ -18,6 +18,8 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_tenant_id_id", "tenant_id", "id"),
         Index("ix_events_tenant_id_type_id", "tenant_id", "type", "id"),
+        # The fan-out's search for events not yet turned into deliveries.
+        Index("ix_events_fanned_out_at_id", "fanned_out_at", "id"),
     )
 
     id: Mapped[str] = id_column(default=lambda: new_id("evt"))
@@ -28,3 +30,8 @@ class Event(Base):
     # The ids involved, by name: {"assignment_id": "asg_…", "occurrence_id": "occ_…"}.
     subject: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
     changed_fields: Mapped[list[str]] = mapped_column(JSON, nullable=False, default=list)
+    # Set when the event is turned into deliveries: a per-tenant number, gapless in that order.
+    sequence: Mapped[int | None] = mapped_column(Integer)
+    fanned_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Only for events meant for one endpoint (a test event).
+    endpoint_id: Mapped[str | None] = mapped_column(String(40))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String, Text
+from sqlalchemy import ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.ids import new_id
@@ -16,6 +16,8 @@ class Tenant(Base):
 
     id: Mapped[str] = id_column(default=lambda: new_id("ten"))
     name: Mapped[str] = mapped_column(String(200), nullable=False)
+    # The last sequence number given to one of this tenant's events.
+    event_sequence: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     created_at: Mapped[datetime] = created_at_column()
 
 

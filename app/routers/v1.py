@@ -12,10 +12,12 @@ from app.routers import (
     clients,
     clinicians,
     completions,
+    events,
     identity_provider,
     me,
     reminders,
     templates,
+    webhooks,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -28,5 +30,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     templates.router,
     completions.router,
     reminders.router,
+    webhooks.router,
+    events.router,
     adherence.router,
 )

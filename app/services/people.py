@@ -18,6 +18,7 @@ from app.schemas.people import ClientCreate, ClientUpdate, ClinicianCreate, Clin
 from app.services import assignments, audit, reminders
 from app.services.access import visible_clients, visible_clinicians
 from app.services.audit import Action
+from app.services.events import EventType, record_event
 
 # What each kind of caller may change on a client: the vendor everything; the client its own
 # preferences; a clinician the next session time.
@@ -182,6 +183,7 @@ async def erase_client(session: AsyncSession, principal: Principal, client: Clie
     """Delete the client and, through the foreign keys' cascades, everything that is theirs.
     The audit trail keeps the fact of the erasure, by id only."""
     await session.execute(delete(Client).where(Client.id == client.id))
+    record_event(session, client.tenant_id, EventType.client_erased, client_id=client.id)
     await audit.record(session, principal, Action.erase, "client", [(client.id, client.id)])
 
 

@@ -30,7 +30,8 @@ import app
 from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.db import Database
-from app.services import occurrence_jobs, reminders
+from app.services import occurrence_jobs, reminders, webhook_delivery
+from app.worker import webhooks
 
 logger = logging.getLogger("homework.worker")
 
@@ -78,6 +79,10 @@ JOBS: tuple[Job, ...] = (
     transactional("mark_missed", occurrence_jobs.mark_missed),
     transactional("finish_assignments", occurrence_jobs.finish_assignments),
     Job("fire_reminders", fire_reminders),
+    # After everything that records events in this round, so that they go out in it.
+    transactional("fan_out_events", webhook_delivery.fan_out),
+    Job("dispatch_webhooks", webhooks.dispatch_webhooks),
+    Job("prune_old_events", webhooks.prune_old),
 )
 
 
@@ -152,8 +157,22 @@ async def run_forever(
             "batch_size": settings.worker_batch_size,
         },
     )
+    wake = asyncio.Event()
+    async with webhooks.wake_on_new_events(database, wake):
+        await _rounds(settings, stop, wake, database, jobs, clock)
+
+
+async def _rounds(
+    settings: Settings,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
+    database: Database,
+    jobs: Sequence[Job],
+    clock: Clock,
+) -> None:
     try:
         while not stop.is_set():
+            wake.clear()
             started = time.monotonic()
             result = await run_round(
                 database, clock.now(), settings.worker_batch_size, jobs=jobs, stop=stop
@@ -167,9 +186,13 @@ async def run_forever(
                     "duration_ms": round(elapsed * 1000, 1),
                 },
             )
+            # Sleep until the interval ends, a new event is committed (NOTIFY), or stop.
+            pause = max(0.0, settings.worker_interval_seconds - elapsed)
+            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
             with contextlib.suppress(TimeoutError):
-                pause = max(0.0, settings.worker_interval_seconds - elapsed)
-                await asyncio.wait_for(stop.wait(), timeout=pause)
+                await asyncio.wait(waiters, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
     finally:
         await database.dispose()
         logger.info("worker stopped")

@@ -218,6 +218,10 @@ async def test_a_window_that_passed_while_no_worker_ran_is_resolved_in_one_round
         "finish_assignments": 1,
         # Its 20:00 reminder came due too: claimed, then cancelled, since the work was missed.
         "fire_reminders": 1,
+        # The assignment's events (created, missed): fanned out, to no endpoint here.
+        "fan_out_events": 2,
+        "dispatch_webhooks": 0,
+        "prune_old_events": 0,
     }
     body = await read(client, world, created["id"])
     assert body["status"] == "expired" and body["occurrences"][0]["status"] == "missed"
@@ -316,7 +320,9 @@ async def test_before_the_next_session_with_no_session_booked_waits(
             .values(due_at=None, materialized_until=None, series_complete=True)
         )
     counts = await run_once(world.app.state.database, at("2027-06-01T00:00:00Z"), BATCH)
-    assert counts == dict.fromkeys(counts, 0)
+    # Nothing happens to the assignment (its creation event is sent, and later pruned).
+    occurrence_jobs = ("extend_horizons", "open_due", "mark_missed", "finish_assignments")
+    assert {job: counts[job] for job in occurrence_jobs} == dict.fromkeys(occurrence_jobs, 0)
     assert (await read(client, world, created["id"]))["status"] == "active"
 
 
@@ -344,6 +350,9 @@ async def test_a_failing_job_is_logged_without_its_message_and_the_others_still_
         "mark_missed": 1,
         "finish_assignments": 1,
         "fire_reminders": 1,
+        "fan_out_events": 2,
+        "dispatch_webhooks": 0,
+        "prune_old_events": 0,
     }
     assert len(await events(world, "occurrence.missed")) == 1
     assert await events(world, "reminder.due") == []
@@ -385,6 +394,9 @@ async def test_run_forever_logs_each_round_with_counts_and_stops_when_told(
         "mark_missed": 0,
         "finish_assignments": 0,
         "fire_reminders": 0,
+        "fan_out_events": 0,
+        "dispatch_webhooks": 0,
+        "prune_old_events": 0,
     }
     assert line["failed"] == [] and line["duration_ms"] >= 0
     assert caplog.records[-1].getMessage() == "worker stopped"
@@ -473,6 +485,9 @@ def test_homework_worker_once_prints_its_counts(
             "mark_missed": 1,
             "finish_assignments": 1,
             "fire_reminders": 0,
+            "fan_out_events": 1,
+            "dispatch_webhooks": 0,
+            "prune_old_events": 0,
         }
         second = runner.invoke(main, ["worker", "--once"])
         assert json.loads(second.output.splitlines()[-1])["mark_missed"] == 0
