@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.core import openapi_document
 from app.core.clock import Clock
 from app.core.config import Settings, get_settings
 from app.core.db import Database
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.tokens = TokenService(settings, KeyRing.from_settings(settings), issuers.find)
 
     install_error_handlers(app)
+    openapi_document.install(app)
     app.include_router(health.router)
     app.include_router(oauth.router)
     for router in v1.ROUTERS:

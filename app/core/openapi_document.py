@@ -1,4 +1,12 @@
-"""The committed OpenAPI document: rendered the same way every time so that diffs are real."""
+"""The OpenAPI document: built from the app, then made to say what FastAPI alone does not.
+
+- Every operation states the exact scopes it needs, as OAuth 2.0 security requirements: one
+  alternative per kind of caller that may hold the scope (`system/clients.r` OR
+  `clinician/clients.r` OR `client/clients.r`), read from the route's own `require(...)`.
+- Validation errors are problem+json, as the service answers them, not FastAPI's default shape.
+
+It is rendered the same way every time, so that a diff of the committed file is a real change.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +14,105 @@ import json
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute, iter_route_contexts
+
+from app.core.errors import PROBLEM_MEDIA_TYPE
+from app.core.scopes import ALL_SCOPES, ROLE_SCOPES, Context
+
+SECURITY_SCHEME = "oauth2"
+PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetail"}
+
+
+def required_scope(dependant: Dependant) -> tuple[str, str] | None:
+    """The (resource, permission) a route's `require(...)` dependency demands, if any."""
+    for dependency in dependant.dependencies:
+        found = getattr(dependency.call, "required_scope", None) or required_scope(dependency)
+        if found:
+            return found
+    return None
+
+
+def _security(resource: str, permission: str) -> list[dict[str, list[str]]]:
+    return [
+        {SECURITY_SCHEME: [f"{context}/{resource}.{permission}"]}
+        for context in Context
+        if ROLE_SCOPES[context].allows(context, resource, permission)
+    ]
+
+
+PERMISSION_NAMES = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
+
+
+def _scope_descriptions() -> dict[str, str]:
+    """Every single-permission scope a role may hold (tokens may ask for several at once, as in
+    `system/clients.rs`)."""
+    return {
+        f"{scope.context}/{scope.resource}.{permission}": (
+            f"{PERMISSION_NAMES[permission]} {scope.resource} as {scope.context}"
+        )
+        for scope in ALL_SCOPES.scopes()
+        for permission in "cruds"
+        if permission in scope.permissions
+    }
+
+
+def build(app: FastAPI) -> dict[str, Any]:
+    document = get_openapi(
+        title=app.title,
+        version=app.version,
+        openapi_version=app.openapi_version,
+        description=app.description,
+        routes=app.routes,
+        webhooks=app.webhooks.routes,
+        tags=app.openapi_tags,
+    )
+    components = document.setdefault("components", {})
+    components.setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
+        "type": "oauth2",
+        "description": "JWT access tokens from `POST /oauth/token`: client credentials for the "
+        "vendor's backend (`system`), token exchange for a clinician or a client.",
+        "flows": {
+            "clientCredentials": {
+                "tokenUrl": "/oauth/token",
+                "scopes": _scope_descriptions(),
+            }
+        },
+    }
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if not isinstance(route, APIRoute) or not context.path:
+            continue
+        scope = required_scope(route.dependant)
+        for method in context.methods or ():
+            operation = document["paths"].get(context.path, {}).get(method.lower())
+            if operation is None:
+                continue
+            if scope is not None:
+                operation["security"] = _security(*scope)
+            _problem_validation_errors(operation)
+    schemas = components.get("schemas", {})
+    schemas.pop("HTTPValidationError", None)
+    schemas.pop("ValidationError", None)
+    return document
+
+
+def _problem_validation_errors(operation: dict[str, Any]) -> None:
+    response = operation.get("responses", {}).get("422")
+    if response is None:
+        return
+    response["description"] = "Request is not valid"
+    response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF}}
+
+
+def install(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = build(app)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def render(app: FastAPI) -> str:

@@ -110,4 +110,5 @@ def require(resource: str, permission: str) -> Any:
         return principal
 
     check.__name__ = f"require_{resource}_{permission}"
+    check.required_scope = (resource, permission)  # type: ignore[attr-defined]  # for OpenAPI
     return Depends(check)
