@@ -17,7 +17,7 @@ from app.core.keys import KeyRing
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.outbound import guarded_client
 from app.core.tokens import TokenService
-from app.routers import health, oauth, v1
+from app.routers import docs, health, oauth, v1
 from app.services.identity_providers import IssuerDirectory, outbound_policy
 
 API_DESCRIPTION = """\
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     openapi_document.install(app)
     app.include_router(health.router)
     app.include_router(oauth.router)
+    docs.install(app)
     for router in v1.ROUTERS:
         app.include_router(router)
 

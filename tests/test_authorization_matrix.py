@@ -273,6 +273,11 @@ async def client_a1_has_a_reminder(world: World, http: httpx.AsyncClient) -> dic
 # fmt: off
 MATRIX: dict[tuple[str, str], Case | Exempt] = {
     # Public: no token needed, and a bad one is not even looked at.
+    ("GET", "/docs"): Case(
+        scope=None,  # the offline documentation page: public, like the document it renders
+        #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope
+        expect=row(200, 200,   200,   200,   200,   200,  200, 200, 200),
+    ),
     ("GET", "/healthz"): Case(
         scope=None,
         #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope

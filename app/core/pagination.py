@@ -23,7 +23,11 @@ MAX_LIMIT = 200
 LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
 CursorQuery = Annotated[
     str | None,
-    Query(max_length=200, description="The `next_cursor` of the previous page."),
+    Query(
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="The `next_cursor` of the previous page.",
+    ),
 ]
 
 

@@ -1,0 +1,231 @@
+"""The API reference page at /docs works on a closed network.
+
+Clinics run networks with no way out, so the page must load every script, style sheet and
+image from this service. The first test reads the page's HTML; the second serves the real
+service and renders the page in headless Chromium whose resolver knows only this service's
+name, as a browser inside a clinic would.
+
+`HOMEWORK_UPDATE_SCREENSHOT=1` also copies the rendered page to docs/docs-page.png.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.core.config import Environment, Settings
+from app.main import create_app
+from tests.chromium import chromium_fixture, run_headless  # noqa: F401 (a fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOT = REPO / "docs" / "docs-page.png"
+# Read at import: the autouse `_no_env_leak` fixture removes HOMEWORK_* variables before a test.
+UPDATE_SCREENSHOT = os.environ.get("HOMEWORK_UPDATE_SCREENSHOT") == "1"
+# A clinic's own host name, not localhost, which Swagger UI treats specially (it never asks its
+# online validator about a document on localhost or 127.0.0.1).
+CLINIC_HOST = "homework.clinic.test"
+
+EXPECTED_CONTENT_TYPES = {
+    ".js": ("text/javascript", "application/javascript"),
+    ".css": ("text/css",),
+    ".png": ("image/png",),
+}
+
+
+class _Loads(HTMLParser):
+    """The URLs a page makes the browser load: scripts, style sheets, icons, images, frames.
+    Links (`<a href>`) are not loads and are left out."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if tag in ("script", "img", "iframe", "source", "video", "audio") and found.get("src"):
+            self.urls.append(found["src"] or "")
+        if tag == "link" and found.get("href"):
+            self.urls.append(found["href"] or "")
+
+
+def loaded_urls(page: str) -> list[str]:
+    parser = _Loads()
+    parser.feed(page)
+    return parser.urls
+
+
+def assert_same_host(urls: list[str], host: str) -> None:
+    for url in urls:
+        parts = urlsplit(url)
+        assert parts.scheme in ("", "http", "https"), url
+        assert parts.netloc in ("", host), f"{url} is loaded from another host"
+        assert "cdn" not in url.lower(), url
+
+
+@pytest.fixture
+async def docs_app(tmp_path: Path) -> AsyncIterator[FastAPI]:
+    """An app on a database that is never opened: the page and its assets need no rows."""
+    settings = Settings(
+        _env_file=None,
+        env=Environment.test,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/unused.db",
+    )
+    application = create_app(settings)
+    yield application
+    await application.state.database.dispose()
+
+
+async def test_the_page_loads_everything_from_this_service(docs_app: FastAPI) -> None:
+    transport = httpx.ASGITransport(app=docs_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        page = await http.get("/docs")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert "http://" not in page.text and "https://" not in page.text
+        assert "cdn" not in page.text.lower()
+        # Swagger UI's default validator is validator.swagger.io (see app/routers/docs.py).
+        assert '"validatorUrl": null' in page.text
+        assert "url: '/openapi.json'" in page.text
+
+        urls = loaded_urls(page.text)
+        assert sorted(urlsplit(url).path.rsplit("/", 1)[-1] for url in urls) == [
+            "favicon.png",
+            "swagger-ui-bundle.js",
+            "swagger-ui.css",
+        ]
+        assert_same_host(urls, "testserver")
+        for url in urls:
+            asset = await http.get(urljoin(str(page.url), url))
+            assert asset.status_code == 200, url
+            suffix = Path(urlsplit(url).path).suffix
+            assert asset.headers["content-type"].startswith(EXPECTED_CONTENT_TYPES[suffix]), url
+            assert len(asset.content) > 1000, url
+        bundle = await http.get("/docs/assets/swagger-ui-bundle.js")
+        # OpenAPI 3.1 needs Swagger UI 5.
+        assert 'PACKAGE_VERSION:"5.' in bundle.text
+
+        document = await http.get("/openapi.json")
+        assert document.status_code == 200
+        assert document.json()["openapi"].startswith("3.1")
+        assert not any(path.startswith("/docs") for path in document.json()["paths"])
+
+        missing = await http.get("/docs/assets/nope.js")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/problem+json"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[int]:
+    """The real service, as `homework serve` runs it: migrated SQLite, uvicorn, the factory.
+    Yields its port on 127.0.0.1."""
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEWORK_")}
+    env |= {
+        "HOMEWORK_ENV": "test",
+        "HOMEWORK_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/docs.db",
+    }
+    # The working directory is the temporary one, so that a developer's .env is not read.
+    migrate = subprocess.run(
+        [str(bin_dir / "homework"), "migrate", "upgrade"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    port = _free_port()
+    log = (tmp_path / "server.log").open("w")
+    server = subprocess.Popen(
+        [
+            *(str(bin_dir / "uvicorn"), "app.main:create_app", "--factory"),
+            *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", trust_env=False).is_success:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
+            time.sleep(0.1)
+        yield port
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def test_the_page_renders_every_operation_with_no_way_out(
+    chromium: Path, served: int, tmp_path: Path
+) -> None:
+    url = f"http://{CLINIC_HOST}:{served}/docs"
+    only_us = (f"MAP {CLINIC_HOST} 127.0.0.1",)
+    dom = run_headless(
+        chromium, url, "--dump-dom", profile=tmp_path / "profile-dom", host_rules=only_us
+    )
+    text = html.unescape(dom)
+
+    assert "Failed to load API definition" not in text
+    assert "Homework API" in text
+    assert text.count('class="opblock ') >= 40
+    assert 'data-path="/v1/assignments"' in dom
+    assert 'data-path="/v1/clients/{client_id}/care-team"' in dom
+    document = httpx.get(f"http://127.0.0.1:{served}/openapi.json", trust_env=False).json()
+    summaries = {
+        operation["summary"]
+        for operations in document["paths"].values()
+        for operation in operations.values()
+    }
+    assert "Assign homework to a client" in summaries
+    assert sorted(s for s in summaries if s not in text) == [], "operations not rendered"
+    # What the rendered page loads (Swagger UI adds its own elements) stays on this host.
+    assert_same_host(loaded_urls(dom), f"{CLINIC_HOST}:{served}")
+
+    shot = tmp_path / "docs-page.png"
+    run_headless(
+        chromium,
+        url,
+        f"--screenshot={shot}",
+        "--window-size=1280,2000",
+        "--hide-scrollbars",
+        profile=tmp_path / "profile-shot",
+        host_rules=only_us,
+    )
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert shot.stat().st_size > 50_000  # a blank page is a few kilobytes
+    if UPDATE_SCREENSHOT:
+        shutil.copyfile(shot, SCREENSHOT)
