@@ -6,7 +6,14 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck pytest openapi lock clean
+.PHONY: install run test lint typecheck pytest openapi lock clean client client-check test-client
+
+# The TypeScript client (clients/typescript/) is generated from openapi/openapi.json. Its
+# checks need node and npm; without them `make test-client` says it skipped them.
+TS_DIR     := clients/typescript
+TS_STAMP   := $(TS_DIR)/node_modules/.installed
+HAVE_NODE  := $(shell command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && echo yes)
+OPENAPI_TS := node_modules/.bin/openapi-typescript ../../openapi/openapi.json --default-non-nullable false
 
 install: $(STAMP)
 
@@ -21,7 +28,7 @@ $(STAMP): requirements-dev.lock pyproject.toml
 run: install
 	$(BIN)/homework serve --demo
 
-test: install lint typecheck pytest
+test: install lint typecheck pytest test-client
 
 lint: install
 	$(BIN)/ruff check .
@@ -36,6 +43,39 @@ pytest: install
 
 openapi: install
 	$(BIN)/homework openapi
+ifeq ($(HAVE_NODE),yes)
+	@$(MAKE) --no-print-directory client
+endif
+
+# Regenerate clients/typescript/src/schema.d.ts from openapi/openapi.json.
+client: $(TS_STAMP)
+	cd $(TS_DIR) && $(OPENAPI_TS) -o src/schema.d.ts
+
+# Fail if src/schema.d.ts is not what openapi/openapi.json generates.
+client-check: $(TS_STAMP)
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+	cd $(TS_DIR) && $(OPENAPI_TS) -o "$$tmp/schema.d.ts" >/dev/null && \
+	if diff -u src/schema.d.ts "$$tmp/schema.d.ts"; then \
+		echo "clients/typescript/src/schema.d.ts matches openapi/openapi.json"; \
+	else \
+		echo "clients/typescript/src/schema.d.ts is stale: run make client" >&2; exit 1; \
+	fi
+
+$(TS_STAMP): $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
+	cd $(TS_DIR) && npm ci --prefer-offline --no-audit --no-fund
+	touch $@
+
+# npm ci, the drift check, tsc, then examples/flow.ts against a server on a temporary database.
+test-client: install
+ifeq ($(HAVE_NODE),yes)
+	cd $(TS_DIR) && npm ci --prefer-offline --no-audit --no-fund
+	touch $(TS_STAMP)
+	@$(MAKE) --no-print-directory client-check
+	cd $(TS_DIR) && node_modules/.bin/tsc --noEmit
+	VENV=$(abspath $(VENV)) $(TS_DIR)/run-example.sh
+else
+	@echo "SKIPPED: the TypeScript client check (node and npm are not on PATH)"
+endif
 
 # Re-resolve the lock files after changing dependencies in pyproject.toml.
 lock: install
@@ -44,4 +84,4 @@ lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements-dev.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache homework.db*
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache homework.db* $(TS_DIR)/node_modules

@@ -57,3 +57,61 @@ def test_validation_errors_are_documented_as_problems() -> None:
         {"oauth2": ["clinician/clients.r"]},
         {"oauth2": ["client/clients.r"]},
     ]
+
+
+def _resolve(document: dict, schema: dict) -> dict:  # type: ignore[type-arg]
+    while "$ref" in schema:
+        schema = document["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    return schema
+
+
+def _has_example(document: dict, media: dict) -> bool:  # type: ignore[type-arg]
+    if "example" in media or "examples" in media:
+        return True
+    schema = _resolve(document, media.get("schema", {}))
+    if "examples" in schema:
+        return True
+    if schema.get("type") == "array":
+        return "examples" in _resolve(document, schema.get("items", {}))
+    data = schema.get("properties", {}).get("data", {})
+    return data.get("type") == "array" and "examples" in _resolve(document, data["items"])
+
+
+def test_every_operation_is_described_with_examples() -> None:
+    document = create_app().openapi()
+    gaps = []
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            label = f"{method.upper()} {path}"
+            if not operation.get("summary") or not operation.get("description"):
+                gaps.append(f"{label}: summary or description")
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                if not _has_example(document, media):
+                    gaps.append(f"{label}: request example")
+            for status, response in operation.get("responses", {}).items():
+                media = response.get("content", {}).get("application/json")
+                if status.startswith("2") and media and not _has_example(document, media):
+                    gaps.append(f"{label}: {status} example")
+    assert gaps == []
+
+
+def test_every_example_is_valid_against_its_schema() -> None:
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    document = create_app().openapi()
+    schemas = document["components"]["schemas"]
+    resource = Resource.from_contents({"components": {"schemas": schemas}}, DRAFT202012)
+    registry = Registry().with_resource("urn:openapi", resource)
+    invalid = []
+    for name, schema in schemas.items():
+        validator = Draft202012Validator(
+            {"$ref": f"urn:openapi#/components/schemas/{name}"}, registry=registry
+        )
+        invalid += [
+            f"{name}: {error.message}"
+            for example in schema.get("examples", [])
+            for error in validator.iter_errors(example)
+        ]
+    assert invalid == []

@@ -11,12 +11,13 @@ It is rendered the same way every time, so that a diff of the committed file is 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
+from pydantic import BaseModel
 
 from app.core.errors import PROBLEM_MEDIA_TYPE
 from app.core.scopes import ALL_SCOPES, ROLE_SCOPES, Context
@@ -95,7 +96,41 @@ def build(app: FastAPI) -> dict[str, Any]:
     schemas = components.get("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
+    _restore_example_nulls(schemas, app)
     return document
+
+
+def _restore_example_nulls(schemas: dict[str, Any], app: FastAPI) -> None:
+    """FastAPI renders the document without None values, which strips `null` out of examples
+    (`"retired_at": null`), leaving examples that miss required keys. Put each model's own
+    examples back as written."""
+    seen: set[type[BaseModel]] = set()
+    pending = [
+        annotation
+        for context in iter_route_contexts(app.routes)
+        if isinstance(context.original_route, APIRoute)
+        for annotation in (
+            context.original_route.response_model,
+            getattr(context.original_route.body_field, "field_info", None)
+            and context.original_route.body_field.field_info.annotation,  # type: ignore[union-attr]
+        )
+    ]
+    while pending:
+        for model in _models_in(pending.pop()):
+            if model in seen:
+                continue
+            seen.add(model)
+            extra = model.model_config.get("json_schema_extra")
+            if isinstance(extra, dict) and "examples" in extra and model.__name__ in schemas:
+                schemas[model.__name__]["examples"] = extra["examples"]
+            pending.extend(field.annotation for field in model.model_fields.values())
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation names, through unions, lists and Annotated."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
 
 
 def _problem_validation_errors(operation: dict[str, Any]) -> None:

@@ -100,6 +100,9 @@ async def create_assignment(
     "",
     operation_id="list_assignments",
     summary="List assignments",
+    description="Your backend sees the tenant's assignments, a clinician those of the clients "
+    "on their care teams, a client only their own. Filter by client, status, kind or due time; "
+    "`include=occurrences` embeds each one's occurrences. Newest first.",
     responses=problem_responses(401, 403, 422),
 )
 async def list_assignments(
@@ -139,6 +142,8 @@ async def list_assignments(
     "/{assignment_id}",
     operation_id="get_assignment",
     summary="Read an assignment with its occurrences",
+    description="Visible to your backend, to the clinicians on the client's care team and to "
+    "the client; anyone else gets 404. Send the `ETag` back as `If-Match` when you change it.",
     responses=problem_responses(401, 403, 404),
 )
 async def get_assignment(
@@ -180,6 +185,10 @@ async def update_assignment(
     "/{assignment_id}/cancel",
     operation_id="cancel_assignment",
     summary="Cancel an assignment and its unresolved occurrences",
+    description="For clinicians and your backend; a client gets 403. Its upcoming, open and "
+    "started occurrences are cancelled, their pending reminders stop and an "
+    "`assignment.cancelled` event follows. Cancelling a cancelled assignment answers it "
+    "unchanged; a completed or expired one answers 409.",
     responses=problem_responses(401, 403, 404, 409),
 )
 async def cancel_assignment(
@@ -199,6 +208,9 @@ async def cancel_assignment(
     "/{assignment_id}/occurrences",
     operation_id="list_occurrences",
     summary="An assignment's occurrences, in order",
+    description="Not paged: every occurrence created so far, each with its completion window "
+    "and its due time on the client's clock. A recurring series is created 28 days ahead, and "
+    "further as time passes. Visible to whoever may read the assignment.",
     responses=problem_responses(401, 403, 404),
 )
 async def list_occurrences(
@@ -215,6 +227,10 @@ async def list_occurrences(
     status_code=201,
     operation_id="propose_adjustment",
     summary="Propose a smaller or different step (the client)",
+    description="Only the client proposes (anyone else gets 403), and only on an active "
+    "assignment (409): a new title, instructions, difficulty step or, for a recurring "
+    "assignment, a new rule. Your backend hears of it through an `adjustment.proposed` event; a "
+    "clinician accepts or declines it.",
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def propose_adjustment(
@@ -231,6 +247,8 @@ async def propose_adjustment(
     "/{assignment_id}/adjustments",
     operation_id="list_adjustments",
     summary="The adjustments proposed for an assignment, newest first",
+    description="Proposed, accepted and declined ones, each with the changes proposed and the "
+    "clinician's answer. Visible to whoever may read the assignment.",
     responses=problem_responses(401, 403, 404),
 )
 async def list_adjustments(
@@ -263,6 +281,9 @@ async def _resolve(
     "/{assignment_id}/adjustments/{adjustment_id}/accept",
     operation_id="accept_adjustment",
     summary="Accept a proposal: the assignment and its future occurrences change",
+    description="For clinicians and your backend; a client gets 403. The proposed changes are "
+    "made to the assignment, and a new rule recomputes the occurrences that have not opened "
+    "yet. 409 if the proposal was already resolved or the assignment is no longer active.",
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def accept_adjustment(
@@ -280,6 +301,8 @@ async def accept_adjustment(
     "/{assignment_id}/adjustments/{adjustment_id}/decline",
     operation_id="decline_adjustment",
     summary="Decline a proposal",
+    description="For clinicians and your backend; a client gets 403. The assignment stays as it "
+    "was; the optional `note` tells the client why. 409 if the proposal was already resolved.",
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def decline_adjustment(

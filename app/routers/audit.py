@@ -20,6 +20,9 @@ router = APIRouter(prefix="/v1/audit-events", tags=["audit"], route_class=AppRou
     "",
     operation_id="list_audit_events",
     summary="Who read or changed which client's data",
+    description="For your backend (`system`) only. Every read, listing and change of a client's "
+    "data in the tenant: who, with which OAuth client and token, from where, on which resource; "
+    "never the data itself. Filter by client, actor or time; newest first.",
     responses=problem_responses(401, 403, 422),
 )
 async def list_audit_events(

@@ -57,6 +57,10 @@ def _out(client: Client) -> ClientOut:
     status_code=201,
     operation_id="create_client",
     summary="Provision a client",
+    description="For your backend (`system`). `external_id` is your own id for the client, "
+    "unique in the tenant (409 otherwise); `time_zone` must be an IANA name (422 naming "
+    "`/time_zone`). Recurring homework and reminders follow the client's time zone and quiet "
+    "hours.",
     responses=problem_responses(401, 403, 409, 422),
 )
 async def create_client(
@@ -74,6 +78,9 @@ async def create_client(
     "",
     operation_id="list_clients",
     summary="List the clients you may see",
+    description="Your backend sees every client in the tenant, a clinician the clients on their "
+    "care teams. `external_id` finds one by your own id. Newest first; each client listed is "
+    "recorded in the audit trail.",
     responses=problem_responses(401, 403, 422),
 )
 async def list_clients(
@@ -93,6 +100,9 @@ async def list_clients(
     "/{client_id}",
     operation_id="get_client",
     summary="Read a client",
+    description="Your backend reads any client in the tenant, a clinician the clients on their "
+    "care teams, a client only themself; anyone else gets 404. The read is audited; send the "
+    "`ETag` back as `If-Match` when you change the client.",
     responses=problem_responses(401, 403, 404),
 )
 async def get_client(
@@ -110,6 +120,11 @@ async def get_client(
     "/{client_id}",
     operation_id="update_client",
     summary="Change a client, or a client's own preferences",
+    description="Only the fields sent change. Your backend may change any field, a client its "
+    "own display name, time zone, locale, quiet hours and reminder settings, a clinician only "
+    "`next_session_at`; any other field answers 403, a stale `If-Match` 412. A new time zone or "
+    "session time moves the occurrences that have not opened yet, and a new time zone, quiet "
+    "hours or mute replans the reminders still ahead.",
     responses=problem_responses(401, 403, 404, 409, 412, 422),
 )
 async def update_client(
@@ -152,6 +167,8 @@ async def erase_client(
     "/{client_id}/care-team",
     operation_id="get_care_team",
     summary="The clinicians treating a client",
+    description="Whoever may read the client sees its care team: your backend, the clinicians "
+    "on it and the client themself; anyone else gets 404.",
     responses=problem_responses(401, 403, 404),
 )
 async def get_care_team(
@@ -169,6 +186,9 @@ async def get_care_team(
     status_code=201,
     operation_id="add_care_team_member",
     summary="Put a clinician on a client's care team",
+    description="For your backend (`system`). The care team decides which clients a clinician "
+    "sees. Adding a clinician already on the team changes nothing, and the answer is the whole "
+    "team; an unknown clinician answers 404.",
     responses=problem_responses(401, 403, 404, 422),
 )
 async def add_care_team_member(
@@ -188,6 +208,8 @@ async def add_care_team_member(
     status_code=204,
     operation_id="remove_care_team_member",
     summary="Take a clinician off a client's care team",
+    description="For your backend (`system`). The clinician no longer sees the client from the "
+    "next request on; the assignments they made stay. 404 if the clinician is not on the team.",
     responses=problem_responses(401, 403, 404),
 )
 async def remove_care_team_member(

@@ -28,6 +28,9 @@ def _out(clinician: Clinician) -> ClinicianOut:
     status_code=201,
     operation_id="create_clinician",
     summary="Provision a clinician",
+    description="For your backend (`system`). `external_id` is your own id for the clinician, "
+    "unique in the tenant: a second clinician with the same one answers 409. A new clinician "
+    "sees no client until your backend puts them on a care team.",
     responses=problem_responses(401, 403, 409, 422),
 )
 async def create_clinician(
@@ -45,6 +48,9 @@ async def create_clinician(
     "",
     operation_id="list_clinicians",
     summary="List the clinicians you may see",
+    description="Your backend sees every clinician in the tenant; a clinician sees themself and "
+    "the clinicians who share a client with them. `external_id` finds one by your own id. "
+    "Newest first, paged by `cursor`.",
     responses=problem_responses(401, 403, 422),
 )
 async def list_clinicians(
@@ -64,6 +70,9 @@ async def list_clinicians(
     "/{clinician_id}",
     operation_id="get_clinician",
     summary="Read a clinician",
+    description="Your backend reads any clinician in the tenant, a clinician themself and those "
+    "who share a client with them, a client the clinicians on their care team; anyone else gets "
+    "404. Send the `ETag` back as `If-Match` when you change it.",
     responses=problem_responses(401, 403, 404),
 )
 async def get_clinician(
@@ -81,6 +90,8 @@ async def get_clinician(
     "/{clinician_id}",
     operation_id="update_clinician",
     summary="Change a clinician",
+    description="For your backend (`system`). Only the fields sent change; an `external_id` "
+    "another clinician has answers 409, and a stale `If-Match` 412.",
     responses=problem_responses(401, 403, 404, 409, 412, 422),
 )
 async def update_clinician(
@@ -103,6 +114,9 @@ async def update_clinician(
     status_code=204,
     operation_id="delete_clinician",
     summary="Remove a clinician (and their care-team memberships)",
+    description="For your backend (`system`). The clinician leaves every care team, so they see "
+    "none of those clients from now on; the assignments they made stay, with `clinician_id` "
+    "null. A stale `If-Match` answers 412.",
     responses=problem_responses(401, 403, 404, 412),
 )
 async def delete_clinician(

@@ -109,6 +109,9 @@ async def create_completion(
     "",
     operation_id="list_completions",
     summary="List completions",
+    description="Your backend sees the tenant's completions, a clinician those of the clients "
+    "on their care teams, a client only their own. Filter by client, assignment, distress flag, "
+    "review or completion time; newest first.",
     responses=problem_responses(401, 403, 422),
 )
 async def list_completions(
@@ -140,6 +143,8 @@ async def list_completions(
     "/{completion_id}",
     operation_id="get_completion",
     summary="Read a completion, with its review",
+    description="Visible to your backend, to the clinicians on the client's care team and to "
+    "the client; anyone else gets 404. Send the `ETag` back as `If-Match` when you edit it.",
     responses=problem_responses(401, 403, 404),
 )
 async def get_completion(
@@ -181,6 +186,9 @@ async def update_completion(
     "/{completion_id}/revisions",
     operation_id="list_completion_revisions",
     summary="Every version of a completion, oldest first",
+    description="Each version as it was recorded, and by whom (`client`, `clinician` or "
+    "`system`): an edit never overwrites what was said. Visible to whoever may read the "
+    "completion.",
     responses=problem_responses(401, 403, 404),
 )
 async def list_completion_revisions(

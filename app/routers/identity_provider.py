@@ -19,6 +19,10 @@ router = APIRouter(prefix="/v1/identity-provider", tags=["identity"], route_clas
     "",
     operation_id="set_identity_provider",
     summary="Trust your own identity provider's access tokens",
+    description="For your backend (`system`). Creates or replaces the configuration; within 30 "
+    "seconds every API process accepts access tokens from this issuer for this audience, for "
+    "your clinicians and clients found by your id in `external_id_claim`. `jwks_url` must be "
+    "https on a public address; our own issuer, or one another tenant trusts, answers 422.",
     responses=problem_responses(401, 403, 422),
 )
 async def set_identity_provider(
@@ -38,6 +42,7 @@ async def set_identity_provider(
     "",
     operation_id="get_identity_provider",
     summary="The identity provider you trust, if any",
+    description="For your backend (`system`). 404 while none is configured.",
     responses=problem_responses(401, 403, 404),
 )
 async def get_identity_provider(
@@ -54,6 +59,9 @@ async def get_identity_provider(
     status_code=204,
     operation_id="delete_identity_provider",
     summary="Stop trusting your identity provider",
+    description="For your backend (`system`). Within 30 seconds every API process refuses tokens "
+    "from your identity provider; tokens from our token endpoint are unaffected. 404 if none is "
+    "configured.",
     responses=problem_responses(401, 403, 404),
 )
 async def delete_identity_provider(

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, unquote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from app.core.db import SessionDep
 from app.core.scopes import ALL_SCOPES
@@ -42,13 +42,69 @@ TOKEN_REQUEST_BODY: dict[str, Any] = {
                         "enum": sorted(oauth.SUBJECT_TOKEN_TYPES),
                     },
                 },
-            }
+            },
+            "examples": {
+                "client_credentials": {
+                    "summary": "A system token for your backend (client authenticated by Basic)",
+                    "value": {
+                        "grant_type": CLIENT_CREDENTIALS,
+                        "scope": "system/clients.cruds system/assignments.cruds",
+                    },
+                },
+                "client_credentials_post": {
+                    "summary": "The same, with the client's credentials in the form",
+                    "value": {
+                        "grant_type": CLIENT_CREDENTIALS,
+                        "client_id": "oac_01jc8a0c2e4g6j8m0p2r4t6w8y",
+                        "client_secret": "hws_example-only-not-a-real-secret",
+                    },
+                },
+                "token_exchange": {
+                    "summary": "A client's token, naming the client by your own id",
+                    "value": {
+                        "grant_type": TOKEN_EXCHANGE,
+                        "subject_token": "patient-4821",
+                        "subject_token_type": "urn:homework:token-type:client-external-id",
+                        "scope": "client/assignments.rus client/completions.crus",
+                    },
+                },
+            },
         }
     },
 }
+# The JWT parts of the examples: a real header shape, a shortened payload, no real signature.
+_JWT_HEADER = (
+    "eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6IlVzVmRTVXE2WUVjWExTbzNnVy10ZURla2FvRHoxcWJP"
+    "UXZUcUhOczcwYmMifQ"
+)
+_JWT_SIGNATURE = "c2lnbmF0dXJlLCBub3QgYSByZWFsIG9uZQ"
 
 
 class TokenResponse(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "access_token": f"{_JWT_HEADER}."
+                    "eyJpc3MiOiJodHRwczovL2FwaS5ob21ld29yay5leGFtcGxlIiwic3ViIjoib2FjXzAxamM4YTBj"
+                    f"MmU0ZzZqOG0wcDJyNHQ2dzh5In0.{_JWT_SIGNATURE}",
+                    "token_type": "Bearer",
+                    "expires_in": 3600,
+                    "scope": "system/assignments.cruds system/clients.cruds",
+                },
+                {
+                    "access_token": f"{_JWT_HEADER}."
+                    "eyJpc3MiOiJodHRwczovL2FwaS5ob21ld29yay5leGFtcGxlIiwic3ViIjoiY2x0XzAxamQzeDhx"
+                    f"MG0ydjdrM2M5cjV0Nnk4dzFhIn0.{_JWT_SIGNATURE}",
+                    "token_type": "Bearer",
+                    "expires_in": 900,
+                    "scope": "client/assignments.rus client/completions.crus",
+                    "issued_token_type": oauth.ISSUED_ACCESS_TOKEN,
+                },
+            ]
+        }
+    )
+
     access_token: str
     token_type: str = "Bearer"
     expires_in: int
@@ -57,6 +113,17 @@ class TokenResponse(BaseModel):
 
 
 class OAuthErrorBody(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "error": "invalid_scope",
+                    "error_description": "The requested scope exceeds what this client may hold.",
+                }
+            ]
+        }
+    )
+
     error: str
     error_description: str
 
@@ -156,19 +223,40 @@ async def token(request: Request, session: SessionDep) -> Any:
     return JSONResponse(body.model_dump(exclude_none=True), headers=NO_STORE)
 
 
-@router.get("/.well-known/jwks.json", operation_id="get_jwks", summary="Our public signing keys")
+JWKS_EXAMPLE = {
+    "keys": [
+        {
+            "kty": "EC",
+            "crv": "P-256",
+            "x": "YdByUykf1aW8f94E-z14S-I-PbB7W-Cgw4-eeyNkjdQ",
+            "y": "J_2po56L9wfTAOTKp2gWJWCXrvnl7_4yJJBGEIYIZVo",
+            "kid": "UsVdSUq6YEcXLSo3gW-teDekaoDz1qbOQvTqHNs70bc",
+            "use": "sig",
+            "alg": "ES256",
+        }
+    ]
+}
+
+
+def _json_example(example: Any) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {"application/json": {"example": example}}}}
+
+
+@router.get(
+    "/.well-known/jwks.json",
+    operation_id="get_jwks",
+    summary="Our public signing keys",
+    description="The JWK Set that verifies our access tokens: pick the key by the token's "
+    "`kid`. Every configured key is published and the first one signs, so tokens signed by "
+    "a retiring key keep verifying until they expire. No token needed.",
+    responses=_json_example(JWKS_EXAMPLE),
+)
 async def jwks(request: Request) -> dict[str, Any]:
     tokens: TokenService = request.app.state.tokens
     return tokens.keys.jwks()
 
 
-@router.get(
-    "/.well-known/oauth-authorization-server",
-    operation_id="get_authorization_server_metadata",
-    summary="OAuth 2.0 authorization server metadata (RFC 8414)",
-)
-async def metadata(request: Request) -> dict[str, Any]:
-    issuer = request.app.state.settings.issuer.rstrip("/")
+def _metadata(issuer: str) -> dict[str, Any]:
     return {
         "issuer": issuer,
         "token_endpoint": f"{issuer}/oauth/token",
@@ -179,3 +267,16 @@ async def metadata(request: Request) -> dict[str, Any]:
         "response_types_supported": ["token"],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
     }
+
+
+@router.get(
+    "/.well-known/oauth-authorization-server",
+    operation_id="get_authorization_server_metadata",
+    summary="OAuth 2.0 authorization server metadata (RFC 8414)",
+    description="Our issuer, where the token endpoint and the JWKS are, the grant types and "
+    "client authentication methods the token endpoint accepts, and every scope a token may "
+    "carry. No token needed.",
+    responses=_json_example(_metadata("https://api.homework.example")),
+)
+async def metadata(request: Request) -> dict[str, Any]:
+    return _metadata(request.app.state.settings.issuer.rstrip("/"))

@@ -27,6 +27,9 @@ def reminder_out(reminder: Reminder) -> ReminderOut:
     "",
     operation_id="list_reminders",
     summary="Reminders: a client's own, a clinician's care team's, or the tenant's",
+    description="Filter by client, occurrence, state or due time; newest first. `local_due` is "
+    "the reminder's time on the client's clock, and `reason` says why one moved or did not "
+    "fire.",
     responses=problem_responses(401, 403, 422),
 )
 async def list_reminders(
@@ -51,6 +54,10 @@ async def list_reminders(
     "/{reminder_id}/snooze",
     operation_id="snooze_reminder",
     summary="Remind again later",
+    description="For the client (and your backend); a clinician gets 403. Only a scheduled, "
+    "sent or snoozed reminder can be snoozed (409 otherwise). The new time must be 1 minute to "
+    "24 hours ahead and before the homework's window closes (422); a time in quiet hours moves "
+    "to their end.",
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def snooze_reminder(

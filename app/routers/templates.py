@@ -136,6 +136,8 @@ async def get_template(
     "/{template_id}/versions",
     operation_id="list_template_versions",
     summary="Every version of a template, newest first",
+    description="For a built-in template or one of your own; another tenant's answers 404. "
+    "Clients may read it too. Paged by version number.",
     responses=problem_responses(401, 403, 404, 422),
 )
 async def list_template_versions(

@@ -8,14 +8,69 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from app.schemas.assignments import AssignmentStatus, OccurrenceStatusName
+from app.schemas.common import (
+    EXAMPLE_ADJUSTMENT_ID,
+    EXAMPLE_ASSIGNMENT_ID,
+    EXAMPLE_CLIENT_ID,
+    EXAMPLE_CLINICIAN_ID,
+    EXAMPLE_COMPLETION_ID,
+    EXAMPLE_OCCURRENCE_IDS,
+)
 from app.schemas.completions import Barrier
+
+# The examples' client: an evening mood log and an exposure ladder (taking the bus again).
+_EXPOSURE_ASSIGNMENT_ID = "asg_01jd0c2e4g6j8m0p2r4t6w8y0a"
+_EXPOSURE_OCCURRENCE_ID = "occ_01jd0c2e4h7k0n3q6s9v2x5z8b"
+_EXPOSURE_COMPLETION_ID = "cmp_01jd4g6j8m0p2r4t6w8y0b2d4f"
+_PHQ9_COMPLETION_IDS = ("cmp_01jd0e2g4j6m8p0r2t4w6y8a0c", "cmp_01jd1f3h5k7n9q1s3v5x7z9b1d")
+_NO_BARRIERS = {
+    "forgot": 0,
+    "no_time": 0,
+    "too_hard": 0,
+    "felt_overwhelmed": 0,
+    "not_relevant": 0,
+    "unclear_instructions": 0,
+    "other": 0,
+}
+
+
+def _figures_example(
+    counted: int,
+    completed: int,
+    on_time: int,
+    streaks: tuple[int, int],
+    helpfulness: tuple[float, int],
+    barriers: dict[str, int],
+) -> JsonDict:
+    return {
+        "counted": counted,
+        "completed": completed,
+        "completion_rate": round(completed / counted, 4),
+        "on_time": on_time,
+        "on_time_rate": round(on_time / completed, 4),
+        "current_streak": streaks[0],
+        "best_streak": streaks[1],
+        "mean_helpfulness": helpfulness[0],
+        "rated": helpfulness[1],
+        "barriers": {**_NO_BARRIERS, **barriers},
+    }
+
+
+_OVERALL = _figures_example(
+    20, 15, 13, (4, 6), (6.42, 12), {"forgot": 2, "no_time": 3, "felt_overwhelmed": 1}
+)
+_MOOD_LOG = _figures_example(14, 11, 10, (3, 5), (6.11, 9), {"forgot": 2, "no_time": 2})
+_EXPOSURE = _figures_example(6, 4, 3, (1, 2), (7.33, 3), {"no_time": 1, "felt_overwhelmed": 1})
 
 
 class AdherenceFigures(BaseModel):
     """How the work due in the window went, for all kinds together or for one kind."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_OVERALL]})
 
     counted: int = Field(
         description="Occurrences due in the window that are resolved or whose window has "
@@ -84,7 +139,58 @@ class AdherenceOut(BaseModel):
         description="PHQ-9 and GAD-7 scores completed in the window, by `completed_at`."
     )
 
-    model_config = {"populate_by_name": True}
+    model_config = ConfigDict(
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "client_id": EXAMPLE_CLIENT_ID,
+                    "from": "2026-10-27T16:00:00Z",
+                    "to": "2026-11-24T16:00:00Z",
+                    "as_of": "2026-11-24T16:00:00Z",
+                    "overall": _OVERALL,
+                    "by_kind": {"exposure": _EXPOSURE, "mood_log": _MOOD_LOG},
+                    "exposure": [
+                        {
+                            "completion_id": "cmp_01jd1g4j7m0q3s6w9z2c5f8h1k",
+                            "completed_at": "2026-11-13T23:40:00Z",
+                            "status": "done",
+                            "step": "Stand at the bus stop for ten minutes",
+                            "suds_before": 60,
+                            "suds_peak": 75,
+                            "suds_after": 30,
+                        },
+                        {
+                            "completion_id": "cmp_01jd3a5c7e9g1j3m5p7r9t1v3x",
+                            "completed_at": "2026-11-20T23:15:00Z",
+                            "status": "done",
+                            "step": "Ride the bus for one stop",
+                            "suds_before": 70,
+                            "suds_peak": 85,
+                            "suds_after": 35,
+                        },
+                    ],
+                    "measures": {
+                        "phq9": [
+                            {
+                                "completion_id": _PHQ9_COMPLETION_IDS[0],
+                                "completed_at": "2026-11-02T14:50:00Z",
+                                "score": 12,
+                                "severity": "moderate",
+                            },
+                            {
+                                "completion_id": _PHQ9_COMPLETION_IDS[1],
+                                "completed_at": "2026-11-16T14:55:00Z",
+                                "score": 9,
+                                "severity": "mild",
+                            },
+                        ],
+                        "gad7": [],
+                    },
+                }
+            ]
+        },
+    )
 
 
 class CaseloadRow(BaseModel):
@@ -114,6 +220,43 @@ class CaseloadRow(BaseModel):
 
 
 class CaseloadOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "clinician_id": EXAMPLE_CLINICIAN_ID,
+                    "as_of": "2026-11-24T16:00:00Z",
+                    "clients": [
+                        {
+                            "client_id": EXAMPLE_CLIENT_ID,
+                            "external_id": "patient-4821",
+                            "open_distress_flags": 1,
+                            "missed_in_a_row": 2,
+                            "helpfulness_recent": 5.5,
+                            "helpfulness_previous": 7.0,
+                            "helpfulness_trend": -1.5,
+                            "completion_rate_28d": 0.75,
+                            "last_completed_at": "2026-11-24T01:12:00Z",
+                            "next_session_at": "2026-11-30T15:00:00Z",
+                        },
+                        {
+                            "client_id": "clt_01jd3y2b4d6f8h0k2n4q6s8v0x",
+                            "external_id": "patient-5307",
+                            "open_distress_flags": 0,
+                            "missed_in_a_row": 0,
+                            "helpfulness_recent": 8.0,
+                            "helpfulness_previous": None,
+                            "helpfulness_trend": None,
+                            "completion_rate_28d": 0.9,
+                            "last_completed_at": "2026-11-24T12:30:00Z",
+                            "next_session_at": None,
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
     clinician_id: str
     as_of: datetime
     clients: list[CaseloadRow] = Field(
@@ -194,6 +337,99 @@ class LatestMeasures(BaseModel):
 
 
 class SessionSummaryOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "client_id": EXAMPLE_CLIENT_ID,
+                    "since": "2026-11-17T16:00:00Z",
+                    "until": "2026-11-24T16:00:00Z",
+                    "next_session_at": "2026-11-30T15:00:00Z",
+                    "assigned": [
+                        {
+                            "assignment_id": EXAMPLE_ASSIGNMENT_ID,
+                            "title": "Evening mood log",
+                            "kind": "mood_log",
+                            "status": "active",
+                            "created_at": "2026-11-23T15:30:00Z",
+                        }
+                    ],
+                    "counts": {"done": 1, "partly_done": 0, "not_done": 1},
+                    "done": [
+                        {
+                            "occurrence_id": EXAMPLE_OCCURRENCE_IDS[0],
+                            "assignment_id": EXAMPLE_ASSIGNMENT_ID,
+                            "title": "Evening mood log",
+                            "kind": "mood_log",
+                            "due_at": "2026-11-24T01:00:00Z",
+                            "status": "completed",
+                            "completion_id": EXAMPLE_COMPLETION_ID,
+                            "completed_at": "2026-11-24T01:12:00Z",
+                            "late": False,
+                            "helpfulness": 7,
+                            "barriers": [],
+                            "barrier_note": None,
+                        }
+                    ],
+                    "partly_done": [],
+                    "not_done": [
+                        {
+                            "occurrence_id": _EXPOSURE_OCCURRENCE_ID,
+                            "assignment_id": _EXPOSURE_ASSIGNMENT_ID,
+                            "title": "Ride the bus for two stops",
+                            "kind": "exposure",
+                            "due_at": "2026-11-22T23:00:00Z",
+                            "status": "declined",
+                            "completion_id": _EXPOSURE_COMPLETION_ID,
+                            "completed_at": "2026-11-22T23:20:00Z",
+                            "late": False,
+                            "helpfulness": None,
+                            "barriers": ["no_time", "felt_overwhelmed"],
+                            "barrier_note": "Work ran late and I was too drained to start.",
+                        }
+                    ],
+                    "distress_flags": [
+                        {
+                            "completion_id": _EXPOSURE_COMPLETION_ID,
+                            "occurrence_id": _EXPOSURE_OCCURRENCE_ID,
+                            "kind": "exposure",
+                            "completed_at": "2026-11-22T23:20:00Z",
+                            "reasons": ["barrier:felt_overwhelmed"],
+                            "reviewed": False,
+                            "reviewed_at": None,
+                        }
+                    ],
+                    "adjustments": [
+                        {
+                            "adjustment_id": EXAMPLE_ADJUSTMENT_ID,
+                            "assignment_id": EXAMPLE_ASSIGNMENT_ID,
+                            "title": "Evening mood log",
+                            "status": "proposed",
+                            "proposed": {"rrule": "FREQ=DAILY;INTERVAL=2;COUNT=3"},
+                            "note": "Weekday evenings are busy; every other evening feels doable.",
+                            "created_at": "2026-11-24T02:10:00Z",
+                            "resolved_at": None,
+                        }
+                    ],
+                    "mean_helpfulness": 7.0,
+                    "rated": 1,
+                    "measures": {
+                        "phq9": {
+                            "completion_id": _PHQ9_COMPLETION_IDS[1],
+                            "completed_at": "2026-11-16T14:55:00Z",
+                            "score": 9,
+                            "severity": "mild",
+                            "previous_score": 12,
+                            "previous_severity": "moderate",
+                            "change": -3,
+                        },
+                        "gad7": None,
+                    },
+                }
+            ]
+        }
+    )
+
     client_id: str
     since: datetime
     until: datetime

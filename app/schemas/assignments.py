@@ -3,9 +3,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.config import JsonDict, JsonValue
 
-from app.schemas.common import LocalTime, RequestModel
+from app.schemas.common import (
+    EXAMPLE_ADJUSTMENT_ID,
+    EXAMPLE_ASSIGNMENT_ID,
+    EXAMPLE_CLIENT_ID,
+    EXAMPLE_CLINICIAN_ID,
+    EXAMPLE_MOOD_LOG_VERSION_ID,
+    EXAMPLE_OCCURRENCE_IDS,
+    EXAMPLE_TIME_ZONE,
+    LocalTime,
+    RequestModel,
+)
+from app.services.template_catalog import BUILTIN_TEMPLATES
 
 Title = Annotated[str, Field(min_length=1, max_length=200)]
 LongText = Annotated[str, Field(min_length=1, max_length=10_000)]
@@ -19,6 +31,77 @@ AssignmentStatus = Literal["active", "completed", "cancelled", "expired"]
 OccurrenceStatusName = Literal[
     "upcoming", "open", "started", "completed", "partial", "missed", "declined", "cancelled"
 ]
+
+
+# The examples follow one assignment: an evening mood log, three days in a row, in New York.
+_MOOD_LOG = BUILTIN_TEMPLATES["mood_log"]
+OCCURRENCE_EXAMPLES: list[JsonValue] = [
+    {
+        "id": EXAMPLE_OCCURRENCE_IDS[0],
+        "assignment_id": EXAMPLE_ASSIGNMENT_ID,
+        "ordinal": 0,
+        "status": "open",
+        "due_at": "2026-11-24T01:00:00Z",
+        "opens_at": "2026-11-23T15:30:00Z",
+        "closes_at": "2026-11-24T13:00:00Z",
+        "local_due": "2026-11-23T20:00",
+        "time_zone": EXAMPLE_TIME_ZONE,
+    },
+    {
+        "id": EXAMPLE_OCCURRENCE_IDS[1],
+        "assignment_id": EXAMPLE_ASSIGNMENT_ID,
+        "ordinal": 1,
+        "status": "upcoming",
+        "due_at": "2026-11-25T01:00:00Z",
+        "opens_at": "2026-11-24T13:00:00Z",
+        "closes_at": "2026-11-25T13:00:00Z",
+        "local_due": "2026-11-24T20:00",
+        "time_zone": EXAMPLE_TIME_ZONE,
+    },
+    {
+        "id": EXAMPLE_OCCURRENCE_IDS[2],
+        "assignment_id": EXAMPLE_ASSIGNMENT_ID,
+        "ordinal": 2,
+        "status": "upcoming",
+        "due_at": "2026-11-26T01:00:00Z",
+        "opens_at": "2026-11-25T13:00:00Z",
+        "closes_at": "2026-11-26T13:00:00Z",
+        "local_due": "2026-11-25T20:00",
+        "time_zone": EXAMPLE_TIME_ZONE,
+    },
+]
+_TITLE = "Evening mood log"
+_PURPOSE = "To see whether the evenings you go for a walk feel different from the others."
+_REMINDERS: JsonDict = {"local_times": ["20:00"], "only_if_not_done": True}
+ASSIGNMENT_EXAMPLE: JsonDict = {
+    "id": EXAMPLE_ASSIGNMENT_ID,
+    "client_id": EXAMPLE_CLIENT_ID,
+    "clinician_id": EXAMPLE_CLINICIAN_ID,
+    "template": {"id": "tpl_builtin_mood_log", "version_id": EXAMPLE_MOOD_LOG_VERSION_ID},
+    "kind": "mood_log",
+    "title": _TITLE,
+    "instructions": _MOOD_LOG.instructions,
+    "purpose": _PURPOSE,
+    "difficulty_step": 1,
+    "status": "active",
+    "schedule": {
+        "type": "recurring",
+        "rrule": "FREQ=DAILY;COUNT=3",
+        "start_local": "2026-11-23T20:00",
+        "due_at": None,
+    },
+    "window": {"opens_before_minutes": 720, "grace_minutes": 720},
+    "reminders": {
+        "local_times": ["20:00"],
+        "lead_minutes": [],
+        "only_if_not_done": True,
+        "max_per_day": None,
+        "enabled": True,
+    },
+    "created_at": "2026-11-23T15:30:00Z",
+    "updated_at": "2026-11-23T15:30:00Z",
+    "occurrences": OCCURRENCE_EXAMPLES,
+}
 
 
 class OnceSchedule(RequestModel):
@@ -81,6 +164,41 @@ class ReminderPolicyIn(RequestModel):
 
 
 class AssignmentCreate(RequestModel):
+    model_config = RequestModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "client_id": EXAMPLE_CLIENT_ID,
+                    "template_id": "tpl_builtin_mood_log",
+                    "title": _TITLE,
+                    "purpose": _PURPOSE,
+                    "difficulty_step": 1,
+                    "schedule": {
+                        "type": "recurring",
+                        "rrule": "FREQ=DAILY;COUNT=3",
+                        "start": "2026-11-23T20:00",
+                    },
+                    "reminders": _REMINDERS,
+                },
+                {
+                    "client_id": EXAMPLE_CLIENT_ID,
+                    "clinician_id": EXAMPLE_CLINICIAN_ID,
+                    "template_id": "tpl_builtin_exposure",
+                    "title": "Ride the bus for two stops",
+                    "purpose": "A step towards taking the bus to work again.",
+                    "difficulty_step": 3,
+                    "schedule": {"type": "once", "due_at": "2026-11-27T18:00"},
+                    "window": {"grace_minutes": 1440},
+                },
+                {
+                    "client_id": EXAMPLE_CLIENT_ID,
+                    "template_id": "tpl_builtin_phq9",
+                    "schedule": {"type": "before_next_session"},
+                },
+            ]
+        }
+    )
+
     client_id: str = Field(max_length=40)
     clinician_id: str | None = Field(
         default=None,
@@ -102,6 +220,22 @@ class AssignmentCreate(RequestModel):
 
 
 class AssignmentUpdate(RequestModel):
+    model_config = RequestModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "difficulty_step": 2,
+                    "schedule": {
+                        "type": "recurring",
+                        "rrule": "FREQ=DAILY;COUNT=5",
+                        "start": "2026-11-24T20:00",
+                    },
+                    "reminders": {"local_times": ["19:30"]},
+                }
+            ]
+        }
+    )
+
     title: Title | None = None
     instructions: LongText | None = None
     purpose: LongText | None = None
@@ -124,6 +258,8 @@ class TemplateRef(BaseModel):
 
 
 class OccurrenceOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [OCCURRENCE_EXAMPLES[0]]})
+
     id: str
     assignment_id: str
     ordinal: int
@@ -136,6 +272,8 @@ class OccurrenceOut(BaseModel):
 
 
 class AssignmentOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [ASSIGNMENT_EXAMPLE]})
+
     id: str
     client_id: str
     clinician_id: str | None
@@ -159,6 +297,22 @@ class AssignmentOut(BaseModel):
 class AdjustmentCreate(RequestModel):
     """A smaller or different step. At least one change; the note says why."""
 
+    model_config = RequestModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "note": "Weekday evenings are busy; every other evening feels doable.",
+                    "rrule": "FREQ=DAILY;INTERVAL=2;COUNT=3",
+                },
+                {
+                    "note": "Two stops still feels like too much right now.",
+                    "title": "Ride the bus for one stop",
+                    "difficulty_step": 2,
+                },
+            ]
+        }
+    )
+
     note: str | None = Field(default=None, max_length=2000)
     title: Title | None = None
     instructions: LongText | None = None
@@ -173,10 +327,34 @@ class AdjustmentCreate(RequestModel):
 
 
 class AdjustmentResolve(RequestModel):
+    model_config = RequestModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [{"note": "Agreed: every other evening, and we look at it next session."}]
+        }
+    )
+
     note: str | None = Field(default=None, max_length=2000)
 
 
 class AdjustmentOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": EXAMPLE_ADJUSTMENT_ID,
+                    "assignment_id": EXAMPLE_ASSIGNMENT_ID,
+                    "status": "accepted",
+                    "note": "Weekday evenings are busy; every other evening feels doable.",
+                    "proposed": {"rrule": "FREQ=DAILY;INTERVAL=2;COUNT=3"},
+                    "response_note": "Agreed: every other evening, and we look at it next session.",
+                    "resolved_by": EXAMPLE_CLINICIAN_ID,
+                    "resolved_at": "2026-11-24T16:45:00Z",
+                    "created_at": "2026-11-24T02:10:00Z",
+                }
+            ]
+        }
+    )
+
     id: str
     assignment_id: str
     status: Literal["proposed", "accepted", "declined"]
@@ -188,8 +366,23 @@ class AdjustmentOut(BaseModel):
     created_at: datetime
 
 
+_HOMEWORK_ITEM_EXAMPLE: JsonDict = {
+    "occurrence": OCCURRENCE_EXAMPLES[0],
+    "assignment_id": EXAMPLE_ASSIGNMENT_ID,
+    "kind": "mood_log",
+    "title": _TITLE,
+    "instructions": _MOOD_LOG.instructions,
+    "purpose": _PURPOSE,
+    "difficulty_step": 1,
+    "estimated_minutes": _MOOD_LOG.estimated_minutes,
+    "response_schema": _MOOD_LOG.response_schema_dict(),
+}
+
+
 class HomeworkItem(BaseModel):
     """One thing to do today, with what it asks and why."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_HOMEWORK_ITEM_EXAMPLE]})
 
     occurrence: OccurrenceOut
     assignment_id: str
@@ -203,6 +396,18 @@ class HomeworkItem(BaseModel):
 
 
 class Homework(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "date": "2026-11-23",
+                    "time_zone": EXAMPLE_TIME_ZONE,
+                    "items": [_HOMEWORK_ITEM_EXAMPLE],
+                }
+            ]
+        }
+    )
+
     date: str = Field(description="The client's local date, `YYYY-MM-DD`.")
     time_zone: str
     items: list[HomeworkItem]

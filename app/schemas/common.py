@@ -72,3 +72,22 @@ class RequestModel(BaseModel):
         if isinstance(value, str):
             return storable_text(value)
         return value
+
+
+# One fictional client, clinician and piece of homework, shared by the OpenAPI document's
+# examples so that they tell one consistent story. Not real people, not real ids.
+EXAMPLE_CLIENT_ID = "clt_01jd3x8q0m2v7k3c9r5t6y8w1a"
+EXAMPLE_CLINICIAN_ID = "cln_01jd3w5k7m9p2r4t6v8x0z1b3c"
+EXAMPLE_ASSIGNMENT_ID = "asg_01jd4a2b3c4d5e6f7g8h9j0k1m"
+EXAMPLE_OCCURRENCE_IDS = (
+    "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+    "occ_01jd4a2b3c4e8h1k4n7q0t3w6z",
+    "occ_01jd4a2b3c4f2j5m8p1s4v7y0b",
+)
+EXAMPLE_COMPLETION_ID = "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z"
+EXAMPLE_ADJUSTMENT_ID = "adj_01jd4f6h8k0n2q4s6v8y0b2d4f"
+EXAMPLE_REMINDER_ID = "rem_01jd4a2b3c5g7k9n1q3s5v7x9z"
+EXAMPLE_TEMPLATE_ID = "tpl_01jd2k4m6p8r0t2v4x6z8b0d2f"
+EXAMPLE_TEMPLATE_VERSION_ID = "tpv_01jd6n8q0s2v4x6z8b0d2f4h6k"
+EXAMPLE_MOOD_LOG_VERSION_ID = "tpv_01jc9e1g3j5m7p9r1t3w5y7a9c"
+EXAMPLE_TIME_ZONE = "America/New_York"
