@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -30,6 +30,7 @@ from app.services.events import EventType, record_event
 from app.services.reminder_planning import (
     DEFAULT_LEAD_MINUTES,
     LOCAL_FORMAT,
+    PlannedReminder,
     Preferences,
     ReminderPolicy,
     Window,
@@ -50,7 +51,9 @@ def policy_of(assignment: Assignment, version: TemplateVersion) -> ReminderPolic
     raw: dict[str, Any] = assignment.reminder_policy or {}
     local_times = tuple(raw.get("local_times") or ())
     lead_minutes = tuple(raw.get("lead_minutes") or ())
-    if not raw:
+    # A policy that names no times (`{"max_per_day": 1}`, `{"only_if_not_done": false}`)
+    # changes the rest and keeps the defaults' times; `enabled: false` is how to turn them off.
+    if not local_times and not lead_minutes:
         local_times = tuple(version.default_reminder_local_times)
         lead_minutes = () if local_times else DEFAULT_LEAD_MINUTES
     return ReminderPolicy(
@@ -93,6 +96,7 @@ async def schedule_for(
     version = await session.get(TemplateVersion, assignment.template_version_id)
     assert version is not None
     policy, prefs = policy_of(assignment, version), preferences_of(client)
+    dismissed, taken = await _kept(session, [o.id for o in targets])
     rows = [
         Reminder(
             tenant_id=assignment.tenant_id,
@@ -106,13 +110,50 @@ async def schedule_for(
             reason=planned.reason,
         )
         for occurrence in targets
-        for planned in plan(
-            policy, prefs, Window(occurrence.due_at, occurrence.opens_at, occurrence.closes_at)
+        if occurrence.id not in dismissed
+        for planned in _untaken(
+            plan(
+                policy, prefs, Window(occurrence.due_at, occurrence.opens_at, occurrence.closes_at)
+            ),
+            taken.get(occurrence.id, 0),
         )
         if planned.due_at > now
     ]
     session.add_all(rows)
     await session.flush()
+
+
+async def _kept(
+    session: AsyncSession, occurrence_ids: list[str]
+) -> tuple[set[str], dict[str, int]]:
+    """The occurrences the client dismissed, and how many reminders of each were already sent
+    or snoozed (each took one of the planned slots: a replan must not send it again)."""
+    rows = await session.execute(
+        select(Reminder.occurrence_id, Reminder.state).where(
+            Reminder.occurrence_id.in_(occurrence_ids),
+            Reminder.state.in_(("sent", "snoozed", "dismissed")),
+        )
+    )
+    dismissed: set[str] = set()
+    taken: dict[str, int] = {}
+    for occurrence_id, state in rows.all():
+        if state == "dismissed":
+            dismissed.add(occurrence_id)
+        else:
+            taken[occurrence_id] = taken.get(occurrence_id, 0) + 1
+    return dismissed, taken
+
+
+def _untaken(planned: list[PlannedReminder], taken: int) -> list[PlannedReminder]:
+    """The plan without its first `taken` slots that would fire (scheduled, or muted for now):
+    reminders fire in due order, so those are the ones already sent or snoozed."""
+    kept = []
+    for reminder in planned:
+        if taken and (reminder.state == "scheduled" or reminder.reason == "muted"):
+            taken -= 1
+            continue
+        kept.append(reminder)
+    return kept
 
 
 async def resync_assignment(session: AsyncSession, assignment: Assignment, now: datetime) -> None:
@@ -201,6 +242,14 @@ async def fire_claimed(
     """Check each leased reminder once more, then send (event) or skip it."""
     if not ids:
         return {}
+    # The daily caps count what was sent: lock the clients (in id order, so that two workers
+    # cannot deadlock) so that two workers firing one client's reminders take turns.
+    await session.execute(
+        select(Client.id)
+        .where(Client.id.in_(select(Reminder.client_id).where(Reminder.id.in_(ids))))
+        .order_by(Client.id)
+        .with_for_update()
+    )
     rows = (
         await session.execute(
             select(Reminder, Occurrence, Assignment, Client, TemplateVersion)
@@ -219,14 +268,15 @@ async def fire_claimed(
             .with_for_update(of=Reminder)
         )
     ).all()
-    sent_today = await _sent_per_client_day(session, {row[3].id for row in rows}, now)
+    sent_today = await _sent_per_day(session, {(row[3].tenant_id, row[3].id) for row in rows}, now)
     outcome: dict[str, int] = {}
     for reminder, occurrence, assignment, client, version in rows:
         verdict = _verdict(reminder, occurrence, assignment, client, version, sent_today, now)
         outcome[verdict] = outcome.get(verdict, 0) + 1
         if verdict == "sent":
-            key = (client.id, reminder.local_due[:10])
-            sent_today[key] = sent_today.get(key, 0) + 1
+            day = reminder.local_due[:10]
+            for key in ((client.id, day), (assignment.id, day)):
+                sent_today[key] = sent_today.get(key, 0) + 1
             reminder.state, reminder.sent_at, reminder.reason = "sent", now, None
             record_event(
                 session,
@@ -257,8 +307,10 @@ def _verdict(
     sent_today: dict[tuple[str, str], int],
     now: datetime,
 ) -> str:
-    if assignment.status != "active" or occurrence.status == OccurrenceStatus.cancelled:
+    if assignment.status == "cancelled" or occurrence.status == OccurrenceStatus.cancelled:
         return "cancelled:cancelled"
+    if assignment.status != "active":  # completed or expired: every occurrence is resolved
+        return "cancelled:resolved"
     if (
         occurrence.status not in OccurrenceStatus.UNRESOLVED
         and policy_of(assignment, version).only_if_not_done
@@ -268,29 +320,46 @@ def _verdict(
         return "skipped:window_closed"
     if client.reminders_muted:
         return "skipped:muted"
+    day = reminder.local_due[:10]
     cap = client.max_reminders_per_day
-    if cap is not None and sent_today.get((client.id, reminder.local_due[:10]), 0) >= cap:
+    if cap is not None and sent_today.get((client.id, day), 0) >= cap:
         return "skipped:daily_cap"
+    # Planning caps each occurrence's reminders; an assignment due several times a day is
+    # capped here, across its occurrences.
+    cap = policy_of(assignment, version).max_per_day
+    if cap is not None and sent_today.get((assignment.id, day), 0) >= cap:
+        return "skipped:assignment_daily_cap"
     return "sent"
 
 
-async def _sent_per_client_day(
-    session: AsyncSession, client_ids: set[str], now: datetime
+async def _sent_per_day(
+    session: AsyncSession, clients: set[tuple[str, str]], now: datetime
 ) -> dict[tuple[str, str], int]:
-    """Reminders already sent per client and local day, around now (for the daily cap)."""
-    if not client_ids:
+    """Reminders already sent, around now, per local day: by (client id, day) and by
+    (assignment id, day), for the two daily caps. One that was sent and then dismissed was
+    still sent (one sent and then snoozed counts again when it fires again)."""
+    if not clients:
         return {}
     day = func.substr(Reminder.local_due, 1, 10)
     rows = await session.execute(
-        select(Reminder.client_id, day, func.count())
+        select(Reminder.client_id, Reminder.assignment_id, day, func.count())
         .where(
-            Reminder.client_id.in_(client_ids),
-            Reminder.state == "sent",
+            # With the tenant, a range of ix_reminders_tenant_id_client_id_due_at per client,
+            # rather than every reminder sent in two days.
+            Reminder.tenant_id.in_({tenant_id for tenant_id, _ in clients}),
+            Reminder.client_id.in_({client_id for _, client_id in clients}),
+            Reminder.state.in_(("sent", "dismissed")),
+            Reminder.sent_at.is_not(None),
             Reminder.due_at > now - timedelta(days=2),
+            Reminder.due_at <= now,  # what was sent was due; the rest of the range is ahead
         )
-        .group_by(Reminder.client_id, day)
+        .group_by(Reminder.client_id, Reminder.assignment_id, day)
     )
-    return {(client_id, local_day): count for client_id, local_day, count in rows.all()}
+    counts: dict[tuple[str, str], int] = {}
+    for client_id, assignment_id, local_day, count in rows.all():
+        for key in ((client_id, local_day), (assignment_id, local_day)):
+            counts[key] = counts.get(key, 0) + count
+    return counts
 
 
 # The client's own actions.
@@ -358,7 +427,8 @@ async def snooze(
 ) -> Reminder:
     if reminder.state not in ("scheduled", "sent", "snoozed"):
         raise Conflict(f"A {reminder.state} reminder cannot be snoozed.")
-    target = until if until is not None else now + timedelta(minutes=minutes or 0)
+    # In UTC like every other instant we return, whatever offset `until` was given in.
+    target = until.astimezone(UTC) if until is not None else now + timedelta(minutes=minutes or 0)
     if not now + MIN_SNOOZE <= target <= now + MAX_SNOOZE:
         field = "until" if until is not None else "minutes"
         raise ValidationFailed.for_field(
