@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app import webhook_catalog
 from app.core import openapi_document
 from app.core.clock import Clock
 from app.core.config import Settings, get_settings
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs.install(app)
     for router in v1.ROUTERS:
         app.include_router(router)
+    webhook_catalog.register(app)
 
     # Added last, runs first: the body limit sits inside the request context so that a 413 is
     # logged and carries a request id.

@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -34,7 +35,8 @@ from sqlalchemy import select
 
 from app.core import outbound
 from app.core.scopes import ROLE_SCOPES, Context, ScopeSet
-from app.models import Reminder, Template, TemplateVersion
+from app.models import Event, Reminder, Template, TemplateVersion
+from app.services import webhook_delivery
 from tests.homework_helpers import assign, complete, freeze, occurrence_of
 from tests.world import World
 
@@ -268,6 +270,42 @@ async def client_a1_has_a_reminder(world: World, http: httpx.AsyncClient) -> dic
     await client_a1_has_an_occurrence(world, http)
     (reminder_id,) = await reminders_of(world, world.a.clients["A1"])
     return {"reminder_id": reminder_id}
+
+
+# Webhooks and events: the vendor's backend only (no clinician or client role holds `webhooks`
+# or `events`). Tenant A has an endpoint, and an event sent to it (setup); tenant B sees its own.
+def webhook_endpoint(world: World) -> dict[str, Any]:
+    return {"url": "https://hooks.vendor.example/homework", "event_types": ["completion.created"]}
+
+
+def endpoint_change(world: World) -> dict[str, Any]:
+    return {"description": "Clinician inbox"}
+
+
+def no_fields(world: World) -> dict[str, Any]:
+    return {}
+
+
+def failed_since_yesterday(world: World) -> dict[str, Any]:
+    return {"since": "2026-11-21T00:00:00Z", "until": "2026-11-23T00:00:00Z"}
+
+
+async def tenant_a_has_a_webhook_endpoint(world: World, http: httpx.AsyncClient) -> dict[str, str]:
+    created = await http.post(
+        "/v1/webhook-endpoints", json=webhook_endpoint(world), headers=world.headers("system_a")
+    )
+    assert created.status_code == 201, created.text
+    return {"endpoint_id": created.json()["id"]}
+
+
+async def tenant_a_has_a_sent_event(world: World, http: httpx.AsyncClient) -> dict[str, str]:
+    made = await tenant_a_has_a_webhook_endpoint(world, http)
+    await client_a1_has_an_assignment(world, http)
+    async with world.app.state.database.sessionmaker() as session, session.begin():
+        await webhook_delivery.fan_out(session, datetime.now(UTC), 100)
+        event_id = await session.scalar(select(Event.id).where(Event.tenant_id == world.a.id))
+    assert event_id is not None
+    return {**made, "event_id": event_id}
 
 
 # fmt: off
@@ -549,6 +587,55 @@ MATRIX: dict[tuple[str, str], Case | Exempt] = {
     ("GET", "/v1/clinicians/{clinician_id}/caseload"): Case(
         scope="adherence.s", params=clinician_a1,
         expect=row(200, 200,   404,   403,   403,   404,  401, 401, 403),
+    ),
+    ("POST", "/v1/webhook-endpoints"): Case(
+        scope="webhooks.c", body=webhook_endpoint,
+        #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope
+        expect=row(201, 403,   403,   403,   403,   201,  401, 401, 403),
+    ),
+    ("GET", "/v1/webhook-endpoints"): Case(
+        scope="webhooks.s",
+        expect=row(200, 403,   403,   403,   403,   200,  401, 401, 403),
+    ),
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}"): Case(
+        scope="webhooks.r", setup=tenant_a_has_a_webhook_endpoint,
+        expect=row(200, 403,   403,   403,   403,   404,  401, 401, 403),
+    ),
+    ("PATCH", "/v1/webhook-endpoints/{endpoint_id}"): Case(
+        scope="webhooks.u", setup=tenant_a_has_a_webhook_endpoint, body=endpoint_change,
+        expect=row(200, 403,   403,   403,   403,   404,  401, 401, 403),
+    ),
+    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): Case(
+        scope="webhooks.d", setup=tenant_a_has_a_webhook_endpoint,
+        expect=row(204, 403,   403,   403,   403,   404,  401, 401, 403),
+    ),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate-secret"): Case(
+        scope="webhooks.u", setup=tenant_a_has_a_webhook_endpoint, body=no_fields,
+        expect=row(200, 403,   403,   403,   403,   404,  401, 401, 403),
+    ),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/test"): Case(
+        scope="webhooks.u", setup=tenant_a_has_a_webhook_endpoint,
+        expect=row(202, 403,   403,   403,   403,   404,  401, 401, 403),
+    ),
+    ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): Case(
+        scope="webhooks.r", setup=tenant_a_has_a_webhook_endpoint,
+        expect=row(200, 403,   403,   403,   403,   404,  401, 401, 403),
+    ),
+    ("GET", "/v1/events"): Case(
+        scope="events.s",
+        expect=row(200, 403,   403,   403,   403,   200,  401, 401, 403),
+    ),
+    ("POST", "/v1/events/redeliver"): Case(
+        scope="events.u", body=failed_since_yesterday,
+        expect=row(200, 403,   403,   403,   403,   200,  401, 401, 403),
+    ),
+    ("GET", "/v1/events/{event_id}"): Case(
+        scope="events.r", setup=tenant_a_has_a_sent_event,
+        expect=row(200, 403,   403,   403,   403,   404,  401, 401, 403),
+    ),
+    ("POST", "/v1/events/{event_id}/redeliver"): Case(
+        scope="events.u", setup=tenant_a_has_a_sent_event, body=no_fields,
+        expect=row(200, 403,   403,   403,   403,   404,  401, 401, 403),
     ),
 }
 # fmt: on

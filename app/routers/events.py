@@ -22,6 +22,9 @@ router = APIRouter(prefix="/v1/events", tags=["events"], route_class=AppRoute)
     "",
     operation_id="list_events",
     summary="The events of your tenant, newest first, as webhooks carry them",
+    description="Filter by `type`, and by when they happened: `since` (at or after) and "
+    "`until` (before), with an offset. Ids and field names only, never content; kept 30 "
+    "days. `sequence` is null until the event is sent.",
     responses=problem_responses(401, 403, 422),
 )
 async def list_events(
@@ -43,6 +46,9 @@ async def list_events(
     "/redeliver",
     operation_id="redeliver_failed_events",
     summary="Send again every failed delivery of the events in a time range",
+    description="For after an outage: each failed delivery of an event that happened in "
+    "[`since`, `until`) goes out again (to `endpoint_id` only, if given), unless it is "
+    "already on its way again or was delivered since. Returns how many were queued.",
     responses=problem_responses(401, 403, 404, 422),
 )
 async def redeliver_failed_events(
@@ -66,6 +72,7 @@ async def redeliver_failed_events(
     "/{event_id}",
     operation_id="get_event",
     summary="One event, as webhooks carry it",
+    description="Another tenant's event, or one older than 30 days, is 404.",
     responses=problem_responses(401, 403, 404),
 )
 async def get_event(
@@ -80,6 +87,9 @@ async def get_event(
     "/{event_id}/redeliver",
     operation_id="redeliver_event",
     summary="Send an event again, to one endpoint or to all",
+    description="`{}` sends it to every enabled endpoint subscribed to its type, "
+    '`{"endpoint_id": ...}` to that one. The same message (the same `webhook-id`), signed '
+    "afresh. 409 if it has not been sent yet.",
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def redeliver_event(

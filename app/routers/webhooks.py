@@ -43,8 +43,10 @@ def with_secret(endpoint: WebhookEndpoint) -> EndpointWithSecret:
     status_code=201,
     operation_id="create_webhook_endpoint",
     summary="Register a URL for our events",
-    description="https only; the URL may not resolve to a private, loopback, link-local or "
-    "metadata address. The `whsec_` signing secret is returned now and on rotation only.",
+    description="For your backend (`system`). https only; the URL may not resolve to a "
+    "private, loopback, link-local or metadata address (422 naming `/url`). `event_types` "
+    "empty means every type. The `whsec_` signing secret is returned now and on rotation only: "
+    "keep it to verify deliveries (Standard Webhooks, see the `webhooks` section).",
     responses=problem_responses(401, 403, 422),
 )
 async def create_webhook_endpoint(
@@ -63,6 +65,7 @@ async def create_webhook_endpoint(
     "",
     operation_id="list_webhook_endpoints",
     summary="List webhook endpoints",
+    description="Your tenant's endpoints, newest first, without their secrets.",
     responses=problem_responses(401, 403, 422),
 )
 async def list_webhook_endpoints(
@@ -79,6 +82,9 @@ async def list_webhook_endpoints(
     "/{endpoint_id}",
     operation_id="get_webhook_endpoint",
     summary="Read a webhook endpoint (and whether it was disabled, and why)",
+    description="`disabled_reason` says why it gets nothing: `manual` (you), `gone` (it "
+    "answered 410) or `failing` (no success for 5 days); `failing_since` and `last_success_at` "
+    "show how it is doing. Another tenant's endpoint is 404.",
     responses=problem_responses(401, 403, 404),
 )
 async def get_webhook_endpoint(
@@ -96,6 +102,9 @@ async def get_webhook_endpoint(
     "/{endpoint_id}",
     operation_id="update_webhook_endpoint",
     summary="Change, disable or re-enable a webhook endpoint",
+    description="Only the fields sent change; a new URL is checked as on creation. "
+    "Re-enabling clears the failure record; replay what it missed with "
+    "`POST /v1/events/redeliver`. Send the `ETag` as `If-Match` (412 if stale).",
     responses=problem_responses(401, 403, 404, 412, 422),
 )
 async def update_webhook_endpoint(
@@ -120,6 +129,7 @@ async def update_webhook_endpoint(
     status_code=204,
     operation_id="delete_webhook_endpoint",
     summary="Delete a webhook endpoint and its delivery log",
+    description="Nothing more is sent to it, and its pending deliveries go with it.",
     responses=problem_responses(401, 403, 404, 412),
 )
 async def delete_webhook_endpoint(
@@ -138,6 +148,9 @@ async def delete_webhook_endpoint(
     "/{endpoint_id}/rotate-secret",
     operation_id="rotate_webhook_secret",
     summary="Rotate the signing secret; the old one keeps signing for the overlap",
+    description="Returns the new secret (once). Until `previous_secret_expires_at` every "
+    "delivery carries two signatures, one per secret, so receivers can switch at their pace; "
+    "`overlap_hours: 0` retires the old secret at once.",
     responses=problem_responses(401, 403, 404, 422),
 )
 async def rotate_webhook_secret(
@@ -159,6 +172,9 @@ async def rotate_webhook_secret(
     status_code=202,
     operation_id="send_webhook_test",
     summary="Send a `webhook.test` event to this endpoint",
+    description="To this endpoint only, even a disabled one, signed like any event; it shows "
+    "in this endpoint's delivery log within seconds. Returns the event as it will be sent "
+    "(its `sequence` is set when it is).",
     responses=problem_responses(401, 403, 404),
 )
 async def send_webhook_test(
@@ -176,6 +192,9 @@ async def send_webhook_test(
     "/{endpoint_id}/deliveries",
     operation_id="list_webhook_deliveries",
     summary="Deliveries to this endpoint, newest first, with every attempt",
+    description="Each delivery's state (`pending`, `delivered`, `failed`, `cancelled`) and "
+    "next attempt, and each attempt's time, status code, latency, the first 2 KiB of the "
+    "answer, or the error. Kept 30 days.",
     responses=problem_responses(401, 403, 404, 422),
 )
 async def list_webhook_deliveries(

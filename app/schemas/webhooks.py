@@ -3,14 +3,67 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict, JsonValue
 
-from app.schemas.common import RequestModel
+from app.schemas.common import (
+    EXAMPLE_ASSIGNMENT_ID,
+    EXAMPLE_CLIENT_ID,
+    EXAMPLE_COMPLETION_ID,
+    EXAMPLE_OCCURRENCE_IDS,
+    RequestModel,
+)
 
 TEST_EVENT = "webhook.test"
 
+# The OpenAPI document's examples: one endpoint of the shared fictional tenant, and the
+# completion.created event of the shared fictional completion.
+EXAMPLE_ENDPOINT_ID = "whe_01jd2p4r6t8v0x2z4b6d8f0h2k"
+EXAMPLE_EVENT_ID = "evt_01jd5c7e9g1j3m5p7r9t1v3x06"
+EXAMPLE_URL = "https://hooks.vendor.example/homework"
+EXAMPLE_SECRET = "whsec_ZXhhbXBsZSBvbmx5LCBub3QgYSByZWFsIHNlY3JldCE="
+EXAMPLE_EVENT_TYPES: list[JsonValue] = ["completion.created", "completion.distress_flagged"]
+ENDPOINT_EXAMPLE: JsonDict = {
+    "id": EXAMPLE_ENDPOINT_ID,
+    "url": EXAMPLE_URL,
+    "description": "Production receiver",
+    "event_types": EXAMPLE_EVENT_TYPES,
+    "enabled": True,
+    "disabled_reason": None,
+    "disabled_at": None,
+    "failing_since": None,
+    "last_success_at": "2026-11-22T19:41:02Z",
+    "previous_secret_expires_at": None,
+    "created_at": "2026-11-02T14:25:00Z",
+    "updated_at": "2026-11-22T19:41:02Z",
+}
+EVENT_EXAMPLE: JsonDict = {
+    "id": EXAMPLE_EVENT_ID,
+    "type": "completion.created",
+    "timestamp": "2026-11-22T19:41:00.512084Z",
+    "sequence": 1046,
+    "data": {
+        "assignment_id": EXAMPLE_ASSIGNMENT_ID,
+        "client_id": EXAMPLE_CLIENT_ID,
+        "completion_id": EXAMPLE_COMPLETION_ID,
+        "occurrence_id": EXAMPLE_OCCURRENCE_IDS[0],
+    },
+}
+
 
 class EndpointCreate(RequestModel):
+    model_config = RequestModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "url": EXAMPLE_URL,
+                    "event_types": EXAMPLE_EVENT_TYPES,
+                    "description": "Production receiver",
+                }
+            ]
+        }
+    )
+
     url: str = Field(
         min_length=1, max_length=2000, examples=["https://hooks.vendor.example/homework"]
     )
@@ -22,6 +75,15 @@ class EndpointCreate(RequestModel):
 
 
 class EndpointUpdate(RequestModel):
+    model_config = RequestModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"enabled": True},
+                {"event_types": [*EXAMPLE_EVENT_TYPES, "occurrence.missed"]},
+            ]
+        }
+    )
+
     url: str | None = Field(default=None, min_length=1, max_length=2000)
     event_types: list[str] | None = Field(default=None, max_length=50)
     description: str | None = Field(default=None, max_length=500)
@@ -29,12 +91,18 @@ class EndpointUpdate(RequestModel):
 
 
 class RotateSecret(RequestModel):
+    model_config = RequestModel.model_config | ConfigDict(
+        json_schema_extra={"examples": [{"overlap_hours": 24}]}
+    )
+
     overlap_hours: int = Field(
         default=24, ge=0, le=168, description="How long the old secret keeps signing too."
     )
 
 
 class EndpointOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [ENDPOINT_EXAMPLE]})
+
     id: str
     url: str
     description: str | None
@@ -50,6 +118,10 @@ class EndpointOut(BaseModel):
 
 
 class EndpointWithSecret(EndpointOut):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{**ENDPOINT_EXAMPLE, "secret": EXAMPLE_SECRET}]}
+    )
+
     secret: str = Field(description="Shown only now: keep it to verify signatures (whsec_...).")
 
 
@@ -63,6 +135,41 @@ class AttemptOut(BaseModel):
 
 
 class DeliveryOut(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "whd_01jd5c7e9h3k5n7q9s1u3w5y7a",
+                    "event_id": EXAMPLE_EVENT_ID,
+                    "event_type": "completion.created",
+                    "state": "delivered",
+                    "attempt_count": 2,
+                    "next_attempt_at": None,
+                    "delivered_at": "2026-11-22T19:41:07Z",
+                    "created_at": "2026-11-22T19:41:01Z",
+                    "attempts": [
+                        {
+                            "number": 1,
+                            "attempted_at": "2026-11-22T19:41:01Z",
+                            "status_code": 503,
+                            "latency_ms": 38,
+                            "response_body": "upstream unavailable",
+                            "error": None,
+                        },
+                        {
+                            "number": 2,
+                            "attempted_at": "2026-11-22T19:41:07Z",
+                            "status_code": 204,
+                            "latency_ms": 21,
+                            "response_body": "",
+                            "error": None,
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
     id: str
     event_id: str
     event_type: str
@@ -75,6 +182,8 @@ class DeliveryOut(BaseModel):
 
 
 class EventOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [EVENT_EXAMPLE]})
+
     id: str
     type: str
     timestamp: datetime
@@ -83,14 +192,26 @@ class EventOut(BaseModel):
 
 
 class Redeliver(RequestModel):
+    model_config = RequestModel.model_config | ConfigDict(
+        json_schema_extra={"examples": [{}, {"endpoint_id": EXAMPLE_ENDPOINT_ID}]}
+    )
+
     endpoint_id: str | None = Field(default=None, max_length=40, description="Default: all.")
 
 
 class RedeliverFailed(RequestModel):
+    model_config = RequestModel.model_config | ConfigDict(
+        json_schema_extra={
+            "examples": [{"since": "2026-11-22T00:00:00Z", "until": "2026-11-23T00:00:00Z"}]
+        }
+    )
+
     since: AwareDatetime
     until: AwareDatetime
     endpoint_id: str | None = Field(default=None, max_length=40)
 
 
 class RedeliveryOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"deliveries": 2}]})
+
     deliveries: int

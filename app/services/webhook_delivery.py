@@ -4,7 +4,8 @@
    number and one delivery per subscribed, enabled endpoint of their tenant.
 2. **Claim** (one transaction): due deliveries are leased (`FOR UPDATE SKIP LOCKED` where the
    database has it); everything needed to send them is read now.
-3. **Send** (no transaction): the POSTs, concurrently, within limits overall and per endpoint.
+3. **Send** (no transaction): the POSTs, concurrently, within limits overall and per endpoint;
+   one that could not start in time to finish within the lease is handed back unsent.
 4. **Record** (one transaction): one attempt row per POST; the delivery is delivered, retried
    on the schedule, or failed; the endpoint is disabled on 410 or after 5 days of failures.
 
@@ -20,11 +21,11 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import webhook_signing
@@ -88,13 +89,14 @@ async def fan_out(session: AsyncSession, now: datetime, batch_size: int) -> int:
             event.sequence = first + offset
             event.fanned_out_at = now
             for endpoint in endpoints_of[tenant_id]:
-                if _wants(endpoint, event):
+                if wants(endpoint, event):
                     session.add(_delivery(endpoint, event, now))
     await session.flush()
     return len(events)
 
 
-def _wants(endpoint: WebhookEndpoint, event: Event) -> bool:
+def wants(endpoint: WebhookEndpoint, event: Event) -> bool:
+    """Whether the endpoint gets this event: subscribed and enabled (a test event: its own)."""
     if event.endpoint_id is not None:  # a test event, for one endpoint only
         return event.endpoint_id == endpoint.id
     return endpoint.enabled and (not endpoint.event_types or event.type in endpoint.event_types)
@@ -130,6 +132,8 @@ class Outcome:
     response_body: str | None
     retry_after: timedelta | None
     error: str | None
+    # False: queued too long to be sent safely within the lease; handed back, not attempted.
+    sent: bool = True
 
     @property
     def delivered(self) -> bool:
@@ -208,49 +212,95 @@ def signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
 
 
 class Sender:
-    """The POSTs, outside any transaction, within limits overall and per endpoint."""
+    """The POSTs, outside any transaction, within limits overall and per endpoint.
 
-    def __init__(self, http: httpx.AsyncClient, *, max_concurrency: int, per_endpoint: int) -> None:
+    `deadline` bounds one whole POST, answer included (httpx's timeout bounds each read only,
+    so a receiver dripping its answer byte by byte could otherwise outlast the lease).
+    """
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        max_concurrency: int,
+        per_endpoint: int,
+        deadline: float | None = None,
+    ) -> None:
         self.http = http
         self.overall = asyncio.Semaphore(max_concurrency)
         self.per_endpoint_limit = per_endpoint
         self.per_endpoint: dict[str, asyncio.Semaphore] = {}
+        self.deadline = deadline
 
-    async def send_all(self, outgoing: Sequence[Outgoing], now: datetime) -> list[Outcome]:
-        return list(await asyncio.gather(*(self._send(o, now) for o in outgoing)))
+    async def send_all(
+        self, outgoing: Sequence[Outgoing], now: datetime, *, send_by: float | None = None
+    ) -> list[Outcome]:
+        """send_by (time.monotonic()): a POST that would start later is not sent at all."""
+        return list(await asyncio.gather(*(self._send(o, now, send_by) for o in outgoing)))
 
-    async def _send(self, outgoing: Outgoing, now: datetime) -> Outcome:
+    async def _send(self, outgoing: Outgoing, now: datetime, send_by: float | None) -> Outcome:
         endpoint_limit = self.per_endpoint.setdefault(
             outgoing.endpoint_id, asyncio.Semaphore(self.per_endpoint_limit)
         )
         async with self.overall, endpoint_limit:
+            if send_by is not None and time.monotonic() > send_by:
+                # Queued behind slow POSTs to the same endpoint: sent now, it could still be in
+                # flight when our lease ends and another worker sends it too. Handed back.
+                return Outcome(outgoing, now, None, 0, None, None, None, sent=False)
             started = time.perf_counter()
             status = retry_after = error = text = None
             try:
-                response = await self.http.post(
-                    outgoing.url, content=outgoing.body, headers=outgoing.headers
-                )
-                status = response.status_code
-                text = response.content[:RESPONSE_BODY_LIMIT].decode("utf-8", "replace")
-                retry_after = _retry_after(response.headers.get("retry-after"), now)
+                async with (
+                    asyncio.timeout(self.deadline),
+                    self.http.stream(
+                        "POST", outgoing.url, content=outgoing.body, headers=outgoing.headers
+                    ) as response,
+                ):
+                    status = response.status_code
+                    retry_after = _retry_after(response.headers.get("retry-after"), now)
+                    # Only what we keep is read: a receiver cannot make us hold a huge answer.
+                    text = (await _prefix(response, RESPONSE_BODY_LIMIT)).decode("utf-8", "replace")
             except UnsafeUrl as exc:
                 error = f"refused: {exc}"
-            except httpx.TimeoutException:
+            except (httpx.TimeoutException, TimeoutError):
                 error = "timeout"
             except httpx.HTTPError as exc:
+                error = type(exc).__name__
+            except Exception as exc:
+                # Anything else odd about one receiver is its attempt's failure: raised, it
+                # would sink the whole batch unrecorded, to be sent again after every lease.
                 error = type(exc).__name__
             latency = int((time.perf_counter() - started) * 1000)
         return Outcome(outgoing, now, status, latency, text, retry_after, error)
 
 
+async def _prefix(response: httpx.Response, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
+
+
 def _retry_after(value: str | None, now: datetime) -> timedelta | None:
+    """Seconds or an HTTP date; None if neither. Never raises: the receiver wrote it."""
+    value = (value or "").strip()
     if not value:
         return None
-    if value.strip().isdigit():
-        return timedelta(seconds=int(value.strip()))
+    if value.isascii() and value.isdigit():  # "²".isdigit() is true too, and int() refuses it
+        # A number too big for a timedelta (or for int()) asks for more than we would wait.
+        if len(value) > 9:
+            return MAX_RETRY_AFTER
+        return min(timedelta(seconds=int(value)), MAX_RETRY_AFTER)
     try:
-        return parsedate_to_datetime(value) - now
-    except (TypeError, ValueError):
+        when = parsedate_to_datetime(value)
+        if when.tzinfo is None:  # "-0000": UTC, by RFC 5322
+            when = when.replace(tzinfo=UTC)
+        return when - now
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
 
 
@@ -271,6 +321,18 @@ async def record(
     counts: dict[str, int] = defaultdict(int)
     if not outcomes:
         return counts
+    # Endpoints first and in id order, deliveries second, the same order in every worker:
+    # two workers recording for the same endpoints, or one disabling an endpoint (which
+    # updates the other's deliveries), must not lock in opposite orders and deadlock.
+    endpoints = {
+        e.id: e
+        for e in await session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.id.in_({o.outgoing.endpoint_id for o in outcomes}))
+            .order_by(WebhookEndpoint.id)
+            .with_for_update()
+        )
+    }
     deliveries = {
         d.id: d
         for d in await session.scalars(
@@ -279,14 +341,7 @@ async def record(
                 WebhookDelivery.id.in_([o.outgoing.delivery_id for o in outcomes]),
                 WebhookDelivery.lease_owner == owner,
             )
-            .with_for_update()
-        )
-    }
-    endpoints = {
-        e.id: e
-        for e in await session.scalars(
-            select(WebhookEndpoint)
-            .where(WebhookEndpoint.id.in_({o.outgoing.endpoint_id for o in outcomes}))
+            .order_by(WebhookDelivery.id)
             .with_for_update()
         )
     }
@@ -294,6 +349,10 @@ async def record(
         delivery = deliveries.get(outcome.outgoing.delivery_id)
         if delivery is None:  # our lease ran out and another worker took it over
             counts["lease_lost"] += 1
+            continue
+        if not outcome.sent:  # handed back unsent: due as it was, for the next claim
+            delivery.lease_owner = delivery.lease_until = None
+            counts["deferred"] += 1
             continue
         endpoint = endpoints[delivery.endpoint_id]
         session.add(
@@ -346,12 +405,20 @@ async def _disable(
 
 
 async def prune(session: AsyncSession, now: datetime, batch_size: int, keep: timedelta) -> int:
-    """Events (with their deliveries and attempts) and attempts older than `keep` go."""
+    """Events sent more than `keep` ago (with their deliveries and attempts), and attempts
+    older than `keep`, go.
+
+    An event's age is counted from its fan-out, on the worker's own clock like `now`: an event
+    that has not been sent yet (a worker stopped for weeks, a backlog) is never removed
+    unsent, nor one with a delivery still pending (a late replay)."""
     cutoff = now - keep
+    pending = exists().where(
+        WebhookDelivery.event_id == Event.id, WebhookDelivery.state == "pending"
+    )
     old_events = list(
         (
             await session.scalars(
-                select(Event.id).where(Event.occurred_at < cutoff).limit(batch_size)
+                select(Event.id).where(Event.fanned_out_at < cutoff, ~pending).limit(batch_size)
             )
         ).all()
     )

@@ -6,8 +6,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from app.core.config import Settings
 from app.core.errors import Conflict, NotFound, ValidationFailed, field_error
@@ -18,6 +19,7 @@ from app.core.webhook_signing import new_signing_secret
 from app.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.schemas.webhooks import TEST_EVENT, EndpointCreate, EndpointUpdate
 from app.services.events import EventType
+from app.services.webhook_delivery import wants
 
 EVENT_TYPES = frozenset({t.value for t in EventType} | {TEST_EVENT})
 
@@ -195,6 +197,9 @@ async def redeliver(
     if event.fanned_out_at is None:
         raise Conflict("The event has not been sent yet; it will be shortly.")
     endpoints = await _target_endpoints(session, principal, endpoint_id)
+    if endpoint_id is None:
+        # "All" is every endpoint that would get this event now, not one that never asked.
+        endpoints = [e for e in endpoints if wants(e, event)]
     for endpoint in endpoints:
         session.add(
             WebhookDelivery(
@@ -219,8 +224,15 @@ async def redeliver_failed(
     endpoint_id: str | None,
     now: datetime,
 ) -> int:
-    """Every failed delivery of an event in the range goes out again, as a new delivery."""
+    """Every failed delivery of an event in the range goes out again, as a new delivery,
+    unless that event is already on its way to that endpoint again or got there since."""
     endpoints = {e.id for e in await _target_endpoints(session, principal, endpoint_id)}
+    other = aliased(WebhookDelivery)
+    recovered = exists().where(
+        other.endpoint_id == WebhookDelivery.endpoint_id,
+        other.event_id == WebhookDelivery.event_id,
+        other.state.in_(("pending", "delivered")),
+    )
     failed = (
         await session.execute(
             select(WebhookDelivery.endpoint_id, WebhookDelivery.event_id)
@@ -231,6 +243,7 @@ async def redeliver_failed(
                 WebhookDelivery.endpoint_id.in_(endpoints),
                 Event.occurred_at >= since,
                 Event.occurred_at < until,
+                ~recovered,
             )
             .distinct()
         )

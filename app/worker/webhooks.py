@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,19 +39,32 @@ def sender_for(database: Database) -> Sender:
             http,
             max_concurrency=settings.webhook_max_concurrency,
             per_endpoint=settings.webhook_max_per_endpoint,
+            deadline=settings.webhook_timeout_seconds,
         )
         _senders[database] = sender
     return sender
 
 
+def lease_for(timeout: float) -> timedelta:
+    """Long enough for a POST that starts before `send_by` to end within it (see below)."""
+    return max(webhook_delivery.LEASE, timedelta(seconds=2 * timeout + 10))
+
+
 async def dispatch_webhooks(database: Database, now: datetime, batch_size: int) -> int:
     """Claim, send (no transaction open during the POSTs), record."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{id(asyncio.current_task())}"
+    timeout = database.settings.webhook_timeout_seconds
+    lease = lease_for(timeout)
+    started = time.monotonic()
     async with database.sessionmaker() as session, session.begin():
-        outgoing = await webhook_delivery.claim(session, now, batch_size, owner)
+        outgoing = await webhook_delivery.claim(session, now, batch_size, owner, lease)
     if not outgoing:
         return 0
-    outcomes = await sender_for(database).send_all(outgoing, now)
+    # A batch to one slow endpoint queues behind its per-endpoint limit; a POST starting late
+    # could still run when the lease ends and another worker sends the same delivery. So none
+    # starts after `send_by`: each then ends (the sender's deadline) 5 s before the lease does.
+    send_by = started + lease.total_seconds() - timeout - 5
+    outcomes = await sender_for(database).send_all(outgoing, now, send_by=send_by)
     async with database.sessionmaker() as session, session.begin():
         await webhook_delivery.record(session, outcomes, owner, now)
     return len(outgoing)
@@ -68,16 +82,19 @@ async def wake_on_new_events(database: Database, wake: asyncio.Event) -> AsyncIt
     if database.engine.dialect.name != "postgresql":
         yield
         return
+
+    def heard(*_: object) -> None:
+        wake.set()
+
+    connection = None
     try:
         connection = await database.engine.connect()
         raw: Any = (await connection.get_raw_connection()).driver_connection
-
-        def heard(*_: object) -> None:
-            wake.set()
-
         await raw.add_listener("homework_events", heard)
     except Exception as exc:  # listening is an optimisation; polling still works
         logger.warning("LISTEN unavailable; polling only", extra={"error": type(exc).__name__})
+        if connection is not None:  # not left checked out of the pool for the worker's life
+            await connection.close()
         yield
         return
     try:
