@@ -579,7 +579,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The events of your tenant, newest first, as webhooks carry them */
+        /**
+         * The events of your tenant, newest first, as webhooks carry them
+         * @description Filter by `type`, and by when they happened: `since` (at or after) and `until` (before), with an offset. Ids and field names only, never content; kept 30 days. `sequence` is null until the event is sent.
+         */
         get: operations["list_events"];
         put?: never;
         post?: never;
@@ -598,7 +601,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Send again every failed delivery of the events in a time range */
+        /**
+         * Send again every failed delivery of the events in a time range
+         * @description For after an outage: each failed delivery of an event that happened in [`since`, `until`) goes out again (to `endpoint_id` only, if given), unless it is already on its way again or was delivered since. Returns how many were queued.
+         */
         post: operations["redeliver_failed_events"];
         delete?: never;
         options?: never;
@@ -613,7 +619,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One event, as webhooks carry it */
+        /**
+         * One event, as webhooks carry it
+         * @description Another tenant's event, or one older than 30 days, is 404.
+         */
         get: operations["get_event"];
         put?: never;
         post?: never;
@@ -632,7 +641,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Send an event again, to one endpoint or to all */
+        /**
+         * Send an event again, to one endpoint or to all
+         * @description `{}` sends it to every enabled endpoint subscribed to its type, `{"endpoint_id": ...}` to that one. The same message (the same `webhook-id`), signed afresh. 409 if it has not been sent yet.
+         */
         post: operations["redeliver_event"];
         delete?: never;
         options?: never;
@@ -654,13 +666,13 @@ export interface paths {
         get: operations["get_identity_provider"];
         /**
          * Trust your own identity provider's access tokens
-         * @description For your backend (`system`). Creates or replaces the configuration: from then on, access tokens from this issuer for this audience are accepted for your clinicians and clients, found by your id in `external_id_claim`. `jwks_url` must be https on a public address; our own issuer, or one another tenant trusts, answers 422.
+         * @description For your backend (`system`). Creates or replaces the configuration; within 30 seconds every API process accepts access tokens from this issuer for this audience, for your clinicians and clients found by your id in `external_id_claim`. `jwks_url` must be https on a public address; our own issuer, or one another tenant trusts, answers 422.
          */
         put: operations["set_identity_provider"];
         post?: never;
         /**
          * Stop trusting your identity provider
-         * @description For your backend (`system`). Tokens from your identity provider are refused from now on; tokens from our token endpoint are unaffected. 404 if none is configured.
+         * @description For your backend (`system`). Within 30 seconds every API process refuses tokens from your identity provider; tokens from our token endpoint are unaffected. 404 if none is configured.
          */
         delete: operations["delete_identity_provider"];
         options?: never;
@@ -827,12 +839,15 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List webhook endpoints */
+        /**
+         * List webhook endpoints
+         * @description Your tenant's endpoints, newest first, without their secrets.
+         */
         get: operations["list_webhook_endpoints"];
         put?: never;
         /**
          * Register a URL for our events
-         * @description https only; the URL may not resolve to a private, loopback, link-local or metadata address. The `whsec_` signing secret is returned now and on rotation only.
+         * @description For your backend (`system`). https only; the URL may not resolve to a private, loopback, link-local or metadata address (422 naming `/url`). `event_types` empty means every type. The `whsec_` signing secret is returned now and on rotation only: keep it to verify deliveries (Standard Webhooks, see the `webhooks` section).
          */
         post: operations["create_webhook_endpoint"];
         delete?: never;
@@ -848,15 +863,24 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Read a webhook endpoint (and whether it was disabled, and why) */
+        /**
+         * Read a webhook endpoint (and whether it was disabled, and why)
+         * @description `disabled_reason` says why it gets nothing: `manual` (you), `gone` (it answered 410) or `failing` (no success for 5 days); `failing_since` and `last_success_at` show how it is doing. Another tenant's endpoint is 404.
+         */
         get: operations["get_webhook_endpoint"];
         put?: never;
         post?: never;
-        /** Delete a webhook endpoint and its delivery log */
+        /**
+         * Delete a webhook endpoint and its delivery log
+         * @description Nothing more is sent to it, and its pending deliveries go with it.
+         */
         delete: operations["delete_webhook_endpoint"];
         options?: never;
         head?: never;
-        /** Change, disable or re-enable a webhook endpoint */
+        /**
+         * Change, disable or re-enable a webhook endpoint
+         * @description Only the fields sent change; a new URL is checked as on creation. Re-enabling clears the failure record; replay what it missed with `POST /v1/events/redeliver`. Send the `ETag` as `If-Match` (412 if stale).
+         */
         patch: operations["update_webhook_endpoint"];
         trace?: never;
     };
@@ -867,7 +891,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Deliveries to this endpoint, newest first, with every attempt */
+        /**
+         * Deliveries to this endpoint, newest first, with every attempt
+         * @description Each delivery's state (`pending`, `delivered`, `failed`, `cancelled`) and next attempt, and each attempt's time, status code, latency, the first 2 KiB of the answer, or the error. Kept 30 days.
+         */
         get: operations["list_webhook_deliveries"];
         put?: never;
         post?: never;
@@ -886,7 +913,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Rotate the signing secret; the old one keeps signing for the overlap */
+        /**
+         * Rotate the signing secret; the old one keeps signing for the overlap
+         * @description Returns the new secret (once). Until `previous_secret_expires_at` every delivery carries two signatures, one per secret, so receivers can switch at their pace; `overlap_hours: 0` retires the old secret at once.
+         */
         post: operations["rotate_webhook_secret"];
         delete?: never;
         options?: never;
@@ -903,7 +933,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Send a `webhook.test` event to this endpoint */
+        /**
+         * Send a `webhook.test` event to this endpoint
+         * @description To this endpoint only, even a disabled one, signed like any event; it shows in this endpoint's delivery log within seconds. Returns the event as it will be sent (its `sequence` is set when it is).
+         */
         post: operations["send_webhook_test"];
         delete?: never;
         options?: never;
@@ -1680,9 +1713,11 @@ export interface components {
          *         "local_times": [
          *           "20:00"
          *         ],
+         *         "max_per_day": null,
          *         "only_if_not_done": true
          *       },
          *       "schedule": {
+         *         "due_at": null,
          *         "rrule": "FREQ=DAILY;COUNT=3",
          *         "start_local": "2026-11-23T20:00",
          *         "type": "recurring"
@@ -1925,9 +1960,12 @@ export interface components {
          *           "client_id": "clt_01jd3y2b4d6f8h0k2n4q6s8v0x",
          *           "completion_rate_28d": 0.9,
          *           "external_id": "patient-5307",
+         *           "helpfulness_previous": null,
          *           "helpfulness_recent": 8,
+         *           "helpfulness_trend": null,
          *           "last_completed_at": "2026-11-24T12:30:00Z",
          *           "missed_in_a_row": 0,
+         *           "next_session_at": null,
          *           "open_distress_flags": 0
          *         }
          *       ],
@@ -2286,6 +2324,7 @@ export interface components {
          *         "note": "A walk after dinner helped."
          *       },
          *       "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+         *       "barrier_note": null,
          *       "barriers": [],
          *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
          *       "completed_at": "2026-11-24T01:12:00Z",
@@ -2299,6 +2338,7 @@ export interface components {
          *       "in_session": false,
          *       "kind": "mood_log",
          *       "late": false,
+         *       "measure": null,
          *       "minutes_spent": 2,
          *       "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
          *       "received_at": "2026-11-24T01:12:03Z",
@@ -2410,6 +2450,7 @@ export interface components {
          *           "mood": 6,
          *           "note": "A walk after dinner helped."
          *         },
+         *         "barrier_note": null,
          *         "barriers": [],
          *         "effort": 3,
          *         "helpfulness": 7,
@@ -2492,7 +2533,37 @@ export interface components {
              */
             status: "done" | "partial" | "not_done";
         };
-        /** DeliveryOut */
+        /**
+         * DeliveryOut
+         * @example {
+         *       "attempt_count": 2,
+         *       "attempts": [
+         *         {
+         *           "attempted_at": "2026-11-22T19:41:01Z",
+         *           "error": null,
+         *           "latency_ms": 38,
+         *           "number": 1,
+         *           "response_body": "upstream unavailable",
+         *           "status_code": 503
+         *         },
+         *         {
+         *           "attempted_at": "2026-11-22T19:41:07Z",
+         *           "error": null,
+         *           "latency_ms": 21,
+         *           "number": 2,
+         *           "response_body": "",
+         *           "status_code": 204
+         *         }
+         *       ],
+         *       "created_at": "2026-11-22T19:41:01Z",
+         *       "delivered_at": "2026-11-22T19:41:07Z",
+         *       "event_id": "evt_01jd5c7e9g1j3m5p7r9t1v3x06",
+         *       "event_type": "completion.created",
+         *       "id": "whd_01jd5c7e9h3k5n7q9s1u3w5y7a",
+         *       "next_attempt_at": null,
+         *       "state": "delivered"
+         *     }
+         */
         DeliveryOut: {
             /** Attempt Count */
             attempt_count: number;
@@ -2542,7 +2613,17 @@ export interface components {
             /** Reviewed At */
             reviewed_at: string | null;
         };
-        /** EndpointCreate */
+        /**
+         * EndpointCreate
+         * @example {
+         *       "description": "Production receiver",
+         *       "event_types": [
+         *         "completion.created",
+         *         "completion.distress_flagged"
+         *       ],
+         *       "url": "https://hooks.vendor.example/homework"
+         *     }
+         */
         EndpointCreate: {
             /** Description */
             description?: string | null;
@@ -2562,7 +2643,26 @@ export interface components {
              */
             url: string;
         };
-        /** EndpointOut */
+        /**
+         * EndpointOut
+         * @example {
+         *       "created_at": "2026-11-02T14:25:00Z",
+         *       "description": "Production receiver",
+         *       "disabled_at": null,
+         *       "disabled_reason": null,
+         *       "enabled": true,
+         *       "event_types": [
+         *         "completion.created",
+         *         "completion.distress_flagged"
+         *       ],
+         *       "failing_since": null,
+         *       "id": "whe_01jd2p4r6t8v0x2z4b6d8f0h2k",
+         *       "last_success_at": "2026-11-22T19:41:02Z",
+         *       "previous_secret_expires_at": null,
+         *       "updated_at": "2026-11-22T19:41:02Z",
+         *       "url": "https://hooks.vendor.example/homework"
+         *     }
+         */
         EndpointOut: {
             /**
              * Created At
@@ -2595,7 +2695,19 @@ export interface components {
             /** Url */
             url: string;
         };
-        /** EndpointUpdate */
+        /**
+         * EndpointUpdate
+         * @example {
+         *       "enabled": true
+         *     }
+         * @example {
+         *       "event_types": [
+         *         "completion.created",
+         *         "completion.distress_flagged",
+         *         "occurrence.missed"
+         *       ]
+         *     }
+         */
         EndpointUpdate: {
             /** Description */
             description?: string | null;
@@ -2609,7 +2721,27 @@ export interface components {
             /** Url */
             url?: string | null;
         };
-        /** EndpointWithSecret */
+        /**
+         * EndpointWithSecret
+         * @example {
+         *       "created_at": "2026-11-02T14:25:00Z",
+         *       "description": "Production receiver",
+         *       "disabled_at": null,
+         *       "disabled_reason": null,
+         *       "enabled": true,
+         *       "event_types": [
+         *         "completion.created",
+         *         "completion.distress_flagged"
+         *       ],
+         *       "failing_since": null,
+         *       "id": "whe_01jd2p4r6t8v0x2z4b6d8f0h2k",
+         *       "last_success_at": "2026-11-22T19:41:02Z",
+         *       "previous_secret_expires_at": null,
+         *       "secret": "whsec_ZXhhbXBsZSBvbmx5LCBub3QgYSByZWFsIHNlY3JldCE=",
+         *       "updated_at": "2026-11-22T19:41:02Z",
+         *       "url": "https://hooks.vendor.example/homework"
+         *     }
+         */
         EndpointWithSecret: {
             /**
              * Created At
@@ -2647,7 +2779,21 @@ export interface components {
             /** Url */
             url: string;
         };
-        /** EventOut */
+        /**
+         * EventOut
+         * @example {
+         *       "data": {
+         *         "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+         *         "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+         *         "completion_id": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z",
+         *         "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n"
+         *       },
+         *       "id": "evt_01jd5c7e9g1j3m5p7r9t1v3x06",
+         *       "sequence": 1046,
+         *       "timestamp": "2026-11-22T19:41:00.512084Z",
+         *       "type": "completion.created"
+         *     }
+         */
         EventOut: {
             /** Data */
             data: {
@@ -3292,7 +3438,13 @@ export interface components {
              */
             type: "recurring";
         };
-        /** Redeliver */
+        /**
+         * Redeliver
+         * @example {}
+         * @example {
+         *       "endpoint_id": "whe_01jd2p4r6t8v0x2z4b6d8f0h2k"
+         *     }
+         */
         Redeliver: {
             /**
              * Endpoint Id
@@ -3300,7 +3452,13 @@ export interface components {
              */
             endpoint_id?: string | null;
         };
-        /** RedeliverFailed */
+        /**
+         * RedeliverFailed
+         * @example {
+         *       "since": "2026-11-22T00:00:00Z",
+         *       "until": "2026-11-23T00:00:00Z"
+         *     }
+         */
         RedeliverFailed: {
             /** Endpoint Id */
             endpoint_id?: string | null;
@@ -3315,7 +3473,12 @@ export interface components {
              */
             until: string;
         };
-        /** RedeliveryOut */
+        /**
+         * RedeliveryOut
+         * @example {
+         *       "deliveries": 2
+         *     }
+         */
         RedeliveryOut: {
             /** Deliveries */
             deliveries: number;
@@ -3329,6 +3492,7 @@ export interface components {
          *       "id": "rem_01jd4a2b3c5g7k9n1q3s5v7x9z",
          *       "local_due": "2026-11-23T20:00",
          *       "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+         *       "reason": null,
          *       "sent_at": "2026-11-24T01:00:02Z",
          *       "state": "sent",
          *       "time_zone": "America/New_York"
@@ -3426,7 +3590,12 @@ export interface components {
             /** Reviewed By */
             reviewed_by: string;
         };
-        /** RotateSecret */
+        /**
+         * RotateSecret
+         * @example {
+         *       "overlap_hours": 24
+         *     }
+         */
         RotateSecret: {
             /**
              * Overlap Hours
@@ -3461,6 +3630,7 @@ export interface components {
          *           "proposed": {
          *             "rrule": "FREQ=DAILY;INTERVAL=2;COUNT=3"
          *           },
+         *           "resolved_at": null,
          *           "status": "proposed",
          *           "title": "Evening mood log"
          *         }
@@ -3489,12 +3659,14 @@ export interface components {
          *           "reasons": [
          *             "barrier:felt_overwhelmed"
          *           ],
-         *           "reviewed": false
+         *           "reviewed": false,
+         *           "reviewed_at": null
          *         }
          *       ],
          *       "done": [
          *         {
          *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+         *           "barrier_note": null,
          *           "barriers": [],
          *           "completed_at": "2026-11-24T01:12:00Z",
          *           "completion_id": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z",
@@ -3509,6 +3681,7 @@ export interface components {
          *       ],
          *       "mean_helpfulness": 7,
          *       "measures": {
+         *         "gad7": null,
          *         "phq9": {
          *           "change": -3,
          *           "completed_at": "2026-11-16T14:55:00Z",
@@ -3531,6 +3704,7 @@ export interface components {
          *           "completed_at": "2026-11-22T23:20:00Z",
          *           "completion_id": "cmp_01jd4g6j8m0p2r4t6w8y0b2d4f",
          *           "due_at": "2026-11-22T23:00:00Z",
+         *           "helpfulness": null,
          *           "kind": "exposure",
          *           "late": false,
          *           "occurrence_id": "occ_01jd0c2e4h7k0n3q6s9v2x5z8b",
@@ -3841,6 +4015,7 @@ export interface components {
          *         ],
          *         "type": "object"
          *       },
+         *       "retired_at": null,
          *       "updated_at": "2026-11-01T00:00:00Z",
          *       "version": 1,
          *       "version_id": "tpv_01jc9e1g3j5m7p9r1t3w5y7a9c"
@@ -4117,7 +4292,7 @@ export interface components {
             /**
              * Id
              * @description The event's id, also sent as the `webhook-id` header. The same on every retry and redelivery of this event: dedupe on it.
-             * @example evt_01m850554rkf530gbmfv2z1306
+             * @example evt_01jd5c7e9g1j3m5p7r9t1v3x06
              */
             id: string;
             /**
