@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck pytest openapi lock clean client client-check test-client
+.PHONY: install run test lint typecheck pytest openapi lock clean bench client client-check test-client
 
 # The TypeScript client (clients/typescript/) is generated from openapi/openapi.json. Its
 # checks need node and npm; without them `make test-client` says it skipped them.
@@ -85,3 +85,8 @@ lock: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache homework.db* $(TS_DIR)/node_modules
+
+# The API under load beside a bare Starlette + asyncpg ceiling (PostgreSQL; installs wrk).
+bench: install
+	@scripts/ensure-postgres
+	$(BIN)/python -m bench.load
