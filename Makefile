@@ -39,7 +39,7 @@ typecheck: install
 
 pytest: install
 	@scripts/ensure-postgres
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2
 
 openapi: install
 	$(BIN)/homework openapi
