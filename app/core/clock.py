@@ -23,7 +23,7 @@ class FixedClock(Clock):
         return self.at
 
 
-def current_time(request: Request) -> datetime:
+async def current_time(request: Request) -> datetime:
     clock: Clock = request.app.state.clock
     return clock.now()
 

@@ -70,7 +70,9 @@ class Database:
         await self.engine.dispose()
 
 
-def get_database(request: Request) -> Database:
+async def get_database(request: Request) -> Database:
+    # async, though it awaits nothing: a plain def would be sent to the thread pool on every
+    # request.
     database: Database = request.app.state.database
     return database
 
