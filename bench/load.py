@@ -1,7 +1,7 @@
 """The API under load, side by side with its ceiling.
 
     .venv/bin/python -m bench.load [--duration 15] [--warmup 3] [--connections 32]
-                                   [--no-profile] [--keep-db] [--only a,b,...]
+                                   [--no-profile] [--keep-db | --reuse-db] [--only a,b,...]
 
 One command, nothing installed by hand:
 1. installs the load generator if it is missing (`apt-get install -y wrk`);
@@ -70,6 +70,8 @@ DATABASE = "homework_bench"
 WRK_THREADS = 2
 TOKEN_TTL_SECONDS = 7200
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+# What --keep-db leaves for --reuse-db: the tenant's credentials and the seeded ids.
+REUSE_STATE = Path(tempfile.gettempdir()) / "homework-bench-seeded.json"
 
 SCENARIOS = {
     "a": "GET /v1/me/homework",
@@ -850,13 +852,21 @@ async def main(arguments: argparse.Namespace) -> int:
         f"{info['python']}, load average {info['loadavg_at_start'][0]:.2f}"
     )
 
-    say(f"\n1. database {DATABASE}: recreate, migrate, seed")
-    url = await recreate_database(admin_url)
-    dsn = _dsn(url)
-    await migrate(url)
-    credentials = create_tenant(url)
     now = datetime.now(UTC)
-    seeded = await seed_load.seed(dsn, credentials["tenant_id"], now, say)
+    if arguments.reuse_db and REUSE_STATE.exists():
+        say(f"\n1. database {DATABASE}: reused as a previous --keep-db run left it, migrated")
+        url = make_url(admin_url).set(database=DATABASE).render_as_string(False)
+        state = json.loads(REUSE_STATE.read_text())
+        credentials, seeded = state["credentials"], seed_load.Seeded(**state["seeded"])
+        await migrate(url)
+    else:
+        say(f"\n1. database {DATABASE}: recreate, migrate, seed")
+        url = await recreate_database(admin_url)
+        await migrate(url)
+        credentials = create_tenant(url)
+        seeded = await seed_load.seed(_dsn(url), credentials["tenant_id"], now, say)
+        REUSE_STATE.write_text(json.dumps({"credentials": credentials, "seeded": asdict(seeded)}))
+    dsn = _dsn(url)
     connection = await asyncpg.connect(dsn)
     info["postgresql"] = await connection.fetchval("SHOW server_version")
     info["postgresql_settings"] = {
@@ -1086,8 +1096,9 @@ async def main(arguments: argparse.Namespace) -> int:
     finally:
         service.stop()
         ceiling.stop()
-        if not arguments.keep_db:
+        if not (arguments.keep_db or arguments.reuse_db):
             await drop_database(admin_url)
+            REUSE_STATE.unlink(missing_ok=True)
 
     elapsed = time.monotonic() - started
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -1131,6 +1142,11 @@ def run() -> None:
     parser.add_argument("--only", default="", help="scenarios to run, e.g. a,d")
     parser.add_argument("--no-profile", action="store_true", help="skip py-spy and EXPLAIN")
     parser.add_argument("--keep-db", action="store_true", help=f"keep {DATABASE} afterwards")
+    parser.add_argument(
+        "--reuse-db",
+        action="store_true",
+        help=f"reuse (and keep) the {DATABASE} a --keep-db run left, instead of seeding again",
+    )
     random.seed(1)
     sys.exit(asyncio.run(main(parser.parse_args())))
 

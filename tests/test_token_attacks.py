@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -196,3 +197,17 @@ async def test_scopes_of_another_context_are_ignored(
     )
     response = await client.get("/v1/clients", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 403
+
+
+async def test_a_token_accepted_once_is_still_refused_after_it_expires(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    # Verified tokens are remembered (app.core.tokens.RecentlyVerified) only until they expire.
+    leeway = world.app.state.tokens.settings.token_leeway_seconds
+    token = _signed(world, _claims(world, exp=int(time.time()) + 1 - leeway))
+    headers = {"Authorization": f"Bearer {token}"}
+    assert (await client.get("/v1/clients", headers=headers)).status_code == 200
+    await asyncio.sleep(2.5)  # expiry is checked to the whole second
+    refused = await client.get("/v1/clients", headers=headers)
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"].startswith('Bearer realm="homework"')

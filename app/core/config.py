@@ -29,7 +29,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=10, ge=1, le=500)
     db_max_overflow: int = Field(default=0, ge=0, le=500)
     db_pool_timeout_seconds: float = Field(default=10.0, gt=0)
-    db_pool_pre_ping: bool = True
+    # A pooled connection idle for longer than this is pinged before use, so that a restarted
+    # database costs no request an error; a busy connection is not (a ping is three round trips).
+    db_ping_idle_after_seconds: float = Field(default=5.0, ge=0)
+    db_pool_recycle_seconds: int = Field(default=1800, ge=-1)
     db_echo: bool = False
     max_body_bytes: int = Field(default=65536, ge=1024)
     log_level: str = "INFO"

@@ -3,9 +3,10 @@ effect.
 
 - The key is kept per caller (tenant and subject), after the token is verified, so a caller can
   never replay another's response.
-- The key is claimed in a short transaction of its own, so that a concurrent retry sees it at
-  once (409 while in flight); the response is stored in the request's own transaction, so it
-  commits together with the change it describes, or not at all.
+- The key is claimed by one statement that commits on its own (`INSERT … ON CONFLICT DO
+  NOTHING`), so that a concurrent retry sees it at once (409 while in flight); the response is
+  stored in the request's own transaction, so it commits together with the change it
+  describes, or not at all.
 - A request that fails releases its claim, so that it can be retried.
 - Keys live 24 hours. The same key with another body answers 422.
 """
@@ -14,11 +15,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
@@ -85,6 +88,36 @@ async def claim_idempotency_key(
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + await request.body()
     ).hexdigest()
     now = utcnow()
+    if not await _claim_new(database, caller, key, digest, now):
+        await _claim_used(database, caller, key, digest, now)
+    request.state.idempotency_claim = Claim(caller, key)
+
+
+async def _claim_new(database: Database, caller: str, key: str, digest: str, now: datetime) -> bool:
+    """The common case, a key never seen: claimed and committed in one statement."""
+    dialect_insert = sqlite_insert if database.engine.dialect.name == "sqlite" else pg_insert
+    statement = (
+        dialect_insert(IdempotencyKey)
+        .values(
+            caller=caller,
+            key=key,
+            request_hash=digest,
+            state="in_flight",
+            created_at=now,
+            expires_at=now + KEY_LIFETIME,
+        )
+        .on_conflict_do_nothing()
+        .returning(IdempotencyKey.key)
+    )
+    async with database.autocommit_engine.begin() as connection:
+        return await connection.scalar(statement) is not None
+
+
+async def _claim_used(
+    database: Database, caller: str, key: str, digest: str, now: datetime
+) -> None:
+    """A key seen before: a retry (replayed or 409 while in flight), a reuse with another body
+    (422), or a claim expired or abandoned by a dead process (taken over)."""
     async with AsyncSession(database.engine) as session, session.begin():
         existing = await session.get(IdempotencyKey, (caller, key), with_for_update=True)
         if existing is not None:
@@ -115,7 +148,6 @@ async def claim_idempotency_key(
             await session.flush()
         except IntegrityError as exc:  # a concurrent twin claimed it between our read and write
             raise Conflict("A request with this Idempotency-Key is still in flight.") from exc
-    request.state.idempotency_claim = Claim(caller, key)
 
 
 async def store_response(session: AsyncSession, claim: Claim, response: Response) -> None:
@@ -133,8 +165,8 @@ async def store_response(session: AsyncSession, claim: Claim, response: Response
 
 
 async def release(database: Database, claim: Claim) -> None:
-    async with AsyncSession(database.engine) as session, session.begin():
-        await session.execute(
+    async with database.autocommit_engine.begin() as connection:
+        await connection.execute(
             delete(IdempotencyKey).where(
                 IdempotencyKey.caller == claim.caller,
                 IdempotencyKey.key == claim.key,

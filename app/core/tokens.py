@@ -7,6 +7,7 @@ among keys we chose, and the algorithm is the key's own, never the header's.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,32 @@ class VerifiedToken:
     expires_at: int
 
 
+class RecentlyVerified:
+    """Our own tokens verified before, each until it expires. An app sends the same token for
+    its whole life, and parsing and checking an ES256 signature costs more than the rest of a
+    cached read. Only ours: a tenant's identity provider can be distrusted at any moment, our
+    keys change only with a restart."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._tokens: OrderedDict[str, VerifiedToken] = OrderedDict()
+
+    def get(self, token: str, now: float, leeway: int) -> VerifiedToken | None:
+        verified = self._tokens.get(token)
+        if verified is None:
+            return None
+        if int(now) > verified.expires_at + leeway:  # python-jose's own rule, to the second
+            del self._tokens[token]
+            return None
+        self._tokens.move_to_end(token)
+        return verified
+
+    def put(self, token: str, verified: VerifiedToken) -> None:
+        self._tokens[token] = verified
+        if len(self._tokens) > self.size:
+            self._tokens.popitem(last=False)
+
+
 class TokenService:
     def __init__(
         self,
@@ -68,6 +95,7 @@ class TokenService:
         self.settings = settings
         self.keys = keys
         self.find_issuer = find_issuer
+        self.recently_verified = RecentlyVerified()
 
     def issue(
         self,
@@ -100,6 +128,9 @@ class TokenService:
         return token, ttl_seconds
 
     async def verify(self, token: str) -> VerifiedToken:
+        known = self.recently_verified.get(token, time.time(), self.settings.token_leeway_seconds)
+        if known is not None:
+            return known
         if token.count(".") != 2:
             raise InvalidToken("the token is not a signed JWT")  # JWE has five parts
         try:
@@ -114,7 +145,9 @@ class TokenService:
             raise InvalidToken("the token names no key (kid)")
         issuer = unverified.get("iss")
         if issuer == self.settings.issuer:
-            return self._verify_ours(token, kid)
+            verified = self._verify_ours(token, kid)
+            self.recently_verified.put(token, verified)
+            return verified
         trusted = await self.find_issuer(issuer) if isinstance(issuer, str) else None
         if trusted is None:
             raise InvalidToken("the token's issuer is not trusted")

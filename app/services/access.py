@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, select, true
 
+from app.core.scopes import Context
 from app.core.security import Principal
 from app.models import Assignment, CareTeamMember, Client, Clinician, Completion, Occurrence
 
@@ -20,13 +21,19 @@ def client_visibility(principal: Principal, client_id_column: Any) -> ColumnElem
 
     Callers also filter on their table's `tenant_id`; this adds the per-role part.
     """
-    if principal.is_client:
-        condition: ColumnElement[bool] = client_id_column == principal.subject_id
+    return client_visibility_of(principal.kind, principal.subject_id, client_id_column)
+
+
+def client_visibility_of(kind: Context, subject: Any, client_id_column: Any) -> ColumnElement[bool]:
+    """`client_visibility` by the caller's kind; `subject` is their id, or a `bindparam` in a
+    statement built once for every caller of that kind (app.core.driver)."""
+    if kind is Context.client:
+        condition: ColumnElement[bool] = client_id_column == subject
         return condition
-    if principal.is_clinician:
+    if kind is Context.clinician:
         return exists().where(
             CareTeamMember.client_id == client_id_column,
-            CareTeamMember.clinician_id == principal.subject_id,
+            CareTeamMember.clinician_id == subject,
         )
     return true()
 

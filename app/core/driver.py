@@ -1,0 +1,126 @@
+"""Hot statements on the database driver: SQLAlchemy Core, compiled once, run on asyncpg.
+
+SQLAlchemy's execution path (cache key, execution context, result and ORM processing) costs
+about 0.3 ms of CPU per statement; the same statement sent on the asyncpg connection costs
+about 0.1 ms (measured in docs/BENCHMARKS.md). The requests a client app sends most (its
+today, one assignment, a list, a completion) send a few statements each, so on PostgreSQL those
+statements go straight to the driver, on the request session's own connection and transaction.
+
+A statement is still written once, in Core, with named bind parameters; on SQLite (and any
+other database) it runs through the session like every other statement, so the suite runs both
+executors. Rows come back as plain named tuples, one per table selected from, whose fields
+are the tables' column names: what the response builders read from ORM objects.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import BindParameter, Insert, Select, Table, Update, bindparam
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+_POSTGRESQL = postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
+_RECORD_TYPES: dict[str, Any] = {}
+
+
+def _record_type(table: Table) -> Any:
+    """A named tuple per table, with its column names as fields."""
+    if table.name not in _RECORD_TYPES:
+        _RECORD_TYPES[table.name] = namedtuple(
+            f"{table.name}_row", [column.name for column in table.columns]
+        )
+    return _RECORD_TYPES[table.name]
+
+
+class Statement:
+    """A statement built once at import, with `bindparam`s for what changes per request.
+
+    Select whole tables (`select(*Occurrence.__table__.c, *Assignment.__table__.c)`): each row
+    comes back as a tuple of records, one per table, in the order selected. A list that varies
+    per call must be an array parameter (`column == any_(bindparam("ids"))`), not `in_()`.
+    """
+
+    def __init__(self, statement: Select[Any] | Insert | Update, tables: Sequence[Table] = ()):
+        self.statement = statement
+        self.tables = list(tables)
+        # Each table's slice of a row, by position.
+        self._slices: list[tuple[Any, int, int]] = []
+        start = 0
+        for table in self.tables:
+            width = len(table.columns)
+            self._slices.append((_record_type(table), start, start + width))
+            start += width
+        compiled = statement.compile(
+            dialect=_POSTGRESQL, compile_kwargs={"render_postcompile": True}
+        )
+        self.sql = str(compiled)
+        # The values written into the statement (`status IN ('open', ...)`); the rest come with
+        # each call, and a missing one is a KeyError.
+        self._constants = {k: v for k, v in compiled.params.items() if v is not None}
+        self._order = list(compiled.positiontup or ())
+
+    def _positional(self, params: Mapping[str, Any]) -> list[Any]:
+        values = {**self._constants, **params}
+        return [values[name] for name in self._order]
+
+    def _records(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(kind._make(row[start:end]) for kind, start, end in self._slices)
+
+    async def fetch(self, session: AsyncSession, **params: Any) -> list[tuple[Any, ...]]:
+        """Every row, as a tuple of records (one per table)."""
+        rows = await self._rows(session, params)
+        return [self._records(row) for row in rows]
+
+    async def fetch_one(self, session: AsyncSession, **params: Any) -> tuple[Any, ...] | None:
+        rows = await self.fetch(session, **params)
+        return rows[0] if rows else None
+
+    async def scalars(self, session: AsyncSession, **params: Any) -> list[Any]:
+        """The first column of every row."""
+        return [row[0] for row in await self._rows(session, params)]
+
+    async def execute_many(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+        """A write, once per row of parameters, in one round trip."""
+        connection = await _postgresql_connection(session)
+        if connection is None:
+            await session.execute(self.statement, list(rows) if len(rows) > 1 else rows[0])
+            return
+        positional = [self._positional(row) for row in rows]
+        driver = await self._announce(connection, positional, many=True)
+        await driver.executemany(self.sql, positional)
+
+    async def _rows(self, session: AsyncSession, params: Mapping[str, Any]) -> Sequence[Any]:
+        connection = await _postgresql_connection(session)
+        if connection is None:
+            return (await session.execute(self.statement, params)).all()
+        positional = self._positional(params)
+        driver = await self._announce(connection, positional, many=False)
+        return await driver.fetch(self.sql, *positional)  # type: ignore[no-any-return]
+
+    async def _announce(self, connection: AsyncConnection, parameters: Any, *, many: bool) -> Any:
+        """The asyncpg connection, once SQLAlchemy's `before_cursor_execute` listeners (query
+        counters, tracing) have heard of the statement, as they would of one of its own."""
+        sync = connection.sync_connection
+        assert sync is not None
+        sync.dispatch.before_cursor_execute(sync, None, self.sql, parameters, None, many)
+        return (await connection.get_raw_connection()).driver_connection
+
+
+async def _postgresql_connection(session: AsyncSession) -> AsyncConnection | None:
+    """The session's connection (in its transaction, if any), on PostgreSQL only."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    return await session.connection()
+
+
+def param(name: str) -> BindParameter[Any]:
+    """A value a `Statement` takes with each call (required when it runs, not when built)."""
+    return bindparam(name, required=False)
+
+
+def columns_of(*tables: Table) -> list[ColumnElement[Any]]:
+    return [column for table in tables for column in table.columns]
