@@ -1,12 +1,15 @@
 """Opaque, unguessable ids with a kind prefix (`clt_…`, `asg_…`).
 
 26 Crockford base32 characters: 48 bits of milliseconds then 80 random bits, so ids sort by
-creation time (index locality, newest-first by primary key) while staying unguessable.
+creation time (index locality, newest-first by primary key) while staying unguessable. Within
+one millisecond a process's ids still sort in the order they were made (the random part grows
+by a random step, as in ULID's monotonic mode): two events of one transaction keep their order.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -20,9 +23,24 @@ def _encode(value: int, length: int) -> str:
     return "".join(reversed(chars))
 
 
+_RANDOM_BITS = 80
+_last = (0, 0)
+_lock = threading.Lock()
+
+
 def new_id(prefix: str) -> str:
+    global _last
     millis = time.time_ns() // 1_000_000
-    return f"{prefix}_{_encode(millis, 10)}{_encode(secrets.randbits(80), 16)}"
+    with _lock:
+        last_millis, last_random = _last
+        if millis > last_millis:
+            random = secrets.randbits(_RANDOM_BITS)
+        else:  # the same millisecond (or the clock stepped back): after the last one
+            millis, random = last_millis, last_random + 1 + secrets.randbits(32)
+            if random >= 1 << _RANDOM_BITS:
+                millis, random = millis + 1, secrets.randbits(_RANDOM_BITS)
+        _last = (millis, random)
+    return f"{prefix}_{_encode(millis, 10)}{_encode(random, 16)}"
 
 
 def new_secret(prefix: str, nbytes: int = 32) -> str:

@@ -5,7 +5,6 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import AwareDatetime
 
 from app.core.clock import NowDep
 from app.core.db import SessionDep
@@ -28,6 +27,7 @@ from app.schemas.assignments import (
     ScheduleOut,
     TemplateRef,
 )
+from app.schemas.common import Instant
 from app.services import adjustments, assignments
 from app.services.audit import Action
 
@@ -112,10 +112,10 @@ async def list_assignments(
     status: AssignmentStatus | None = None,
     kind: Annotated[str | None, Query(max_length=40)] = None,
     due_from: Annotated[
-        AwareDatetime | None, Query(description="With an occurrence due at or after this.")
+        Instant | None, Query(description="With an occurrence due at or after this.")
     ] = None,
     due_to: Annotated[
-        AwareDatetime | None, Query(description="With an occurrence due before this.")
+        Instant | None, Query(description="With an occurrence due before this.")
     ] = None,
     include: Annotated[
         Literal["occurrences"] | None, Query(description="`occurrences` to embed them.")
@@ -152,9 +152,9 @@ async def get_assignment(
     response: Response,
     principal: Annotated[Principal, require("assignments", "r")],
 ) -> AssignmentOut:
-    assignment = await assignments.get(session, principal, assignment_id)
+    assignment = await assignments.read(session, principal, assignment_id)
     set_etag(response, assignment.id, assignment.version)
-    return assignment_out(assignment, await assignments.occurrences_of(session, assignment))
+    return assignment_out(assignment, await assignments.occurrence_records(session, assignment.id))
 
 
 @router.patch(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,11 +11,13 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import exists, select
+from sqlalchemy import Select, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.driver import Statement, param
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from app.core.pagination import page_of, paginate
+from app.core.pagination import decode_cursor, page_of
+from app.core.scopes import Context
 from app.core.security import Principal
 from app.models import (
     Assignment,
@@ -23,6 +27,7 @@ from app.models import (
     Template,
     TemplateVersion,
 )
+from app.models.tables import ASSIGNMENTS, OCCURRENCES
 from app.schemas.assignments import (
     AssignmentCreate,
     AssignmentUpdate,
@@ -32,7 +37,7 @@ from app.schemas.assignments import (
     Window,
 )
 from app.services import audit, reminders, scheduling, templates
-from app.services.access import visible_assignments, visible_clients
+from app.services.access import client_visibility_of, visible_assignments, visible_clients
 from app.services.audit import Action
 from app.services.events import EventType, record_event
 from app.services.recurrence import Recurrence, RecurrenceError, local_to_utc
@@ -191,6 +196,65 @@ async def get(
     return assignment
 
 
+async def read(session: AsyncSession, principal: Principal, assignment_id: str) -> Any:
+    """The assignment, as a record, for a response (`get` loads it for a change)."""
+    found = await _READ[principal.kind].fetch_one(
+        session,
+        tenant_id=principal.tenant_id,
+        subject_id=principal.subject_id,
+        assignment_id=assignment_id,
+    )
+    if found is None:
+        raise NotFound("No such assignment.")
+    (assignment,) = found
+    await audit.record(
+        session, principal, Action.read, "assignment", [(assignment.client_id, assignment.id)]
+    )
+    return assignment
+
+
+def _visible(kind: Context) -> Select[Any]:
+    """`visible_assignments` for a statement built once per kind of caller."""
+    return select(*ASSIGNMENTS.c).where(
+        ASSIGNMENTS.c.tenant_id == param("tenant_id"),
+        client_visibility_of(kind, param("subject_id"), ASSIGNMENTS.c.client_id),
+    )
+
+
+_READ = {
+    kind: Statement(_visible(kind).where(ASSIGNMENTS.c.id == param("assignment_id")), [ASSIGNMENTS])
+    for kind in Context
+}
+_OCCURRENCES_OF = Statement(
+    select(*OCCURRENCES.c)
+    .where(OCCURRENCES.c.assignment_id == param("assignment_id"))
+    .order_by(OCCURRENCES.c.ordinal),
+    [OCCURRENCES],
+)
+
+
+@functools.cache
+def _search_statement(kind: Context, filters: tuple[str, ...], after: bool) -> Statement:
+    """One statement per shape of search (the caller's kind, the filters given, a cursor or
+    not), built on first use; the values come with each call."""
+    statement = _visible(kind)
+    for name in filters:
+        if name in ("client_id", "status", "kind"):
+            statement = statement.where(ASSIGNMENTS.c[name] == param(name))
+    if "due_from" in filters or "due_to" in filters:
+        due = exists().where(OCCURRENCES.c.assignment_id == ASSIGNMENTS.c.id)
+        if "due_from" in filters:
+            due = due.where(OCCURRENCES.c.due_at >= param("due_from"))
+        if "due_to" in filters:
+            due = due.where(OCCURRENCES.c.due_at < param("due_to"))
+        statement = statement.where(due)
+    if after:
+        statement = statement.where(ASSIGNMENTS.c.id < param("after"))
+    return Statement(
+        statement.order_by(ASSIGNMENTS.c.id.desc()).limit(param("limit")), [ASSIGNMENTS]
+    )
+
+
 async def search(
     session: AsyncSession,
     principal: Principal,
@@ -199,37 +263,39 @@ async def search(
     limit: int,
     cursor: str | None,
     include_occurrences: bool,
-) -> tuple[list[Assignment], dict[str, list[Occurrence]], str | None]:
-    statement = visible_assignments(principal)
-    if filters.client_id is not None:
-        statement = statement.where(Assignment.client_id == filters.client_id)
-    if filters.status is not None:
-        statement = statement.where(Assignment.status == filters.status)
-    if filters.kind is not None:
-        statement = statement.where(Assignment.kind == filters.kind)
-    if filters.due_from is not None or filters.due_to is not None:
-        due = exists().where(Occurrence.assignment_id == Assignment.id)
-        if filters.due_from is not None:
-            due = due.where(Occurrence.due_at >= filters.due_from)
-        if filters.due_to is not None:
-            due = due.where(Occurrence.due_at < filters.due_to)
-        statement = statement.where(due)
-    rows = (await session.scalars(paginate(statement, Assignment.id, limit, cursor))).all()
-    assignments, next_cursor = page_of(rows, limit, lambda a: a.id)
-    by_assignment: dict[str, list[Occurrence]] = defaultdict(list)
-    if include_occurrences and assignments:
+) -> tuple[list[Any], dict[str, list[Any]], str | None]:
+    """A page of assignments, newest first, as records; their occurrences when asked."""
+    given = {k: v for k, v in dataclasses.asdict(filters).items() if v is not None}
+    after = {"after": decode_cursor(cursor)} if cursor else {}
+    statement = _search_statement(principal.kind, tuple(given), bool(after))
+    rows = await statement.fetch(
+        session,
+        tenant_id=principal.tenant_id,
+        subject_id=principal.subject_id,
+        limit=limit + 1,  # one more than the page: is there another?
+        **given,
+        **after,
+    )
+    found, next_cursor = page_of([a for (a,) in rows], limit, lambda a: a.id)
+    by_assignment: dict[str, list[Any]] = defaultdict(list)
+    if include_occurrences and found:
         # One query for the whole page's occurrences, however many assignments it holds.
         occurrences = await session.scalars(
             select(Occurrence)
-            .where(Occurrence.assignment_id.in_([a.id for a in assignments]))
+            .where(Occurrence.assignment_id.in_([a.id for a in found]))
             .order_by(Occurrence.assignment_id, Occurrence.ordinal)
         )
         for occurrence in occurrences:
             by_assignment[occurrence.assignment_id].append(occurrence)
     await audit.record(
-        session, principal, Action.list, "assignment", [(a.client_id, a.id) for a in assignments]
+        session, principal, Action.list, "assignment", [(a.client_id, a.id) for a in found]
     )
-    return assignments, by_assignment, next_cursor
+    return found, by_assignment, next_cursor
+
+
+async def occurrence_records(session: AsyncSession, assignment_id: str) -> list[Any]:
+    """An assignment's occurrences in order, as records for a response."""
+    return [o for (o,) in await _OCCURRENCES_OF.fetch(session, assignment_id=assignment_id)]
 
 
 async def occurrences_of(session: AsyncSession, assignment: Assignment) -> Sequence[Occurrence]:
