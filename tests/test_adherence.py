@@ -31,7 +31,7 @@ NO_BARRIERS = {
     "other": 0,
 }
 ADHERENCE_QUERIES = 6  # client, figures by kind, counted statuses, SUDS, scores, audit
-CASELOAD_QUERIES = 5  # clinician, clients, completions, occurrences, audit
+CASELOAD_QUERIES = 4  # clinician, clients with their completion figures, occurrences, audit
 
 
 def barriers(**counts: int) -> dict[str, int]:

@@ -18,10 +18,12 @@ from collections import namedtuple
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import BindParameter, Insert, Select, Table, Update, bindparam
+from sqlalchemy import BindParameter, Insert, Table, Update, bindparam
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
+
+from app.core.pagination import AnySelect
 
 _POSTGRESQL = postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
 _RECORD_TYPES: dict[str, Any] = {}
@@ -39,12 +41,13 @@ def _record_type(table: Table) -> Any:
 class Statement:
     """A statement built once at import, with `bindparam`s for what changes per request.
 
-    Select whole tables (`select(*Occurrence.__table__.c, *Assignment.__table__.c)`): each row
-    comes back as a tuple of records, one per table, in the order selected. A list that varies
+    Select whole tables (`select(*Occurrence.__table__.c, *Assignment.__table__.c)`) and name
+    them in `tables`: each row comes back as a tuple of records, one per table, in the order
+    selected. Without `tables`, a row is the plain tuple of its columns. A list that varies
     per call must be an array parameter (`column == any_(bindparam("ids"))`), not `in_()`.
     """
 
-    def __init__(self, statement: Select[Any] | Insert | Update, tables: Sequence[Table] = ()):
+    def __init__(self, statement: AnySelect | Insert | Update, tables: Sequence[Table] = ()):
         self.statement = statement
         self.tables = list(tables)
         # Each table's slice of a row, by position.
@@ -68,6 +71,8 @@ class Statement:
         return [values[name] for name in self._order]
 
     def _records(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        if not self._slices:  # plain columns
+            return tuple(row)
         return tuple(kind._make(row[start:end]) for kind, start, end in self._slices)
 
     async def fetch(self, session: AsyncSession, **params: Any) -> list[tuple[Any, ...]]:
@@ -89,9 +94,14 @@ class Statement:
         if connection is None:
             await session.execute(self.statement, list(rows) if len(rows) > 1 else rows[0])
             return
-        positional = [self._positional(row) for row in rows]
-        driver = await self._announce(connection, positional, many=True)
-        await driver.executemany(self.sql, positional)
+        if len(rows) == 1:  # asyncpg's executemany costs more than execute for one row
+            positional = self._positional(rows[0])
+            driver = await self._announce(connection, positional, many=False)
+            await driver.execute(self.sql, *positional)
+            return
+        many = [self._positional(row) for row in rows]
+        driver = await self._announce(connection, many, many=True)
+        await driver.executemany(self.sql, many)
 
     async def _rows(self, session: AsyncSession, params: Mapping[str, Any]) -> Sequence[Any]:
         connection = await _postgresql_connection(session)

@@ -210,6 +210,16 @@ async def _handle_problem(request: Request, exc: Exception) -> JSONResponse:
 
 async def _handle_http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+        # FastAPI decodes a JSON body with json.loads(bytes): bytes that are not UTF-8 (which
+        # JSON must be, RFC 8259 §8.1) fail before the parser and reach us as a bare 400.
+        # They are malformed JSON like any other: the same 422 the route documents.
+        return problem_response(
+            request,
+            MalformedBody(
+                errors=[field_error("body", [], "JSON text must be UTF-8", "json_invalid")]
+            ),
+        )
     detail = exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else None
     problem = problem_from_status(exc.status_code, detail)
     problem.headers.update(exc.headers or {})

@@ -4,6 +4,8 @@
   alternative per kind of caller that may hold the scope (`system/clients.r` OR
   `clinician/clients.r` OR `client/clients.r`), read from the route's own `require(...)`.
 - Validation errors are problem+json, as the service answers them, not FastAPI's default shape.
+- Every operation that takes a body documents the 413 that the body size limit answers (a
+  middleware, which FastAPI cannot see).
 
 It is rendered the same way every time, so that a diff of the committed file is a real change.
 """
@@ -19,7 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
-from app.core.errors import PROBLEM_MEDIA_TYPE
+from app.core.errors import PROBLEM_MEDIA_TYPE, PayloadTooLarge
 from app.core.scopes import ALL_SCOPES, ROLE_SCOPES, Context
 
 SECURITY_SCHEME = "oauth2"
@@ -93,6 +95,7 @@ def build(app: FastAPI) -> dict[str, Any]:
             if scope is not None:
                 operation["security"] = _security(*scope)
             _problem_validation_errors(operation)
+            _body_size_limit(operation)
     schemas = components.get("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
@@ -139,6 +142,15 @@ def _problem_validation_errors(operation: dict[str, Any]) -> None:
         return
     response["description"] = "Request is not valid"
     response["content"] = {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF}}
+
+
+def _body_size_limit(operation: dict[str, Any]) -> None:
+    if "requestBody" not in operation:
+        return
+    operation["responses"]["413"] = {
+        "description": PayloadTooLarge.title,
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF}},
+    }
 
 
 def install(app: FastAPI) -> None:

@@ -3,7 +3,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.ids import new_id
@@ -19,6 +29,13 @@ class Completion(Base):
         Index("ix_completions_tenant_id_client_id_id", "tenant_id", "client_id", "id"),
         Index("ix_completions_tenant_id_id", "tenant_id", "id"),
         Index("ix_completions_client_id_completed_at", "client_id", "completed_at"),
+        # The caseload's open distress flags (migration 20261122_0008).
+        Index(
+            "ix_completions_open_flags",
+            "client_id",
+            postgresql_where=text("distress_flagged AND reviewed_at IS NULL"),
+            sqlite_where=text("distress_flagged AND reviewed_at IS NULL"),
+        ),
     )
 
     id: Mapped[str] = id_column(default=lambda: new_id("cmp"))

@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime
 
 from app.core.clock import NowDep
 from app.core.db import SessionDep
@@ -30,7 +29,8 @@ from app.schemas.adherence import (
     SummaryCounts,
     SummaryItem,
 )
-from app.services import adherence, session_summary
+from app.schemas.common import Instant
+from app.services import adherence, caseload, session_summary
 
 router = APIRouter(prefix="/v1", tags=["adherence"], route_class=AppRoute)
 ClientId = Annotated[str, Path(max_length=40)]
@@ -81,11 +81,11 @@ async def get_adherence(
     principal: Annotated[Principal, require("adherence", "r")],
     now: NowDep,
     start: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(alias="from", description="The window's start, an instant (inclusive)."),
     ] = None,
     end: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(alias="to", description="The window's end, an instant (exclusive)."),
     ] = None,
 ) -> AdherenceOut:
@@ -132,7 +132,7 @@ async def get_caseload(
     principal: Annotated[Principal, require("adherence", "s")],
     now: NowDep,
 ) -> CaseloadOut:
-    clinician, rows = await adherence.caseload(session, principal, clinician_id, now)
+    clinician, rows = await caseload.caseload(session, principal, clinician_id, now)
     return CaseloadOut(
         clinician_id=clinician,
         as_of=now,
@@ -187,7 +187,7 @@ async def get_session_summary(
     principal: Annotated[Principal, require("adherence", "r")],
     now: NowDep,
     since: Annotated[
-        AwareDatetime | None,
+        Instant | None,
         Query(description="An instant; defaults to 7 days before now, at most 366 days ago."),
     ] = None,
 ) -> SessionSummaryOut:

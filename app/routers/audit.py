@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
@@ -11,6 +10,7 @@ from app.core.pagination import CursorQuery, LimitQuery, Page
 from app.core.routing import AppRoute
 from app.core.security import Principal, require
 from app.schemas.audit import AuditEventOut
+from app.schemas.common import Instant
 from app.services import audit
 
 router = APIRouter(prefix="/v1/audit-events", tags=["audit"], route_class=AppRoute)
@@ -30,10 +30,8 @@ async def list_audit_events(
     principal: Annotated[Principal, require("audit", "s")],
     client_id: Annotated[str | None, Query(max_length=40)] = None,
     actor_id: Annotated[str | None, Query(max_length=200)] = None,
-    since: Annotated[
-        AwareDatetime | None, Query(description="From this instant (inclusive).")
-    ] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Before this instant.")] = None,
+    since: Annotated[Instant | None, Query(description="From this instant (inclusive).")] = None,
+    until: Annotated[Instant | None, Query(description="Before this instant.")] = None,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[AuditEventOut]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import AwareDatetime
 
 from app.core.clock import NowDep
 from app.core.db import SessionDep
@@ -13,6 +12,7 @@ from app.core.pagination import CursorQuery, LimitQuery, Page
 from app.core.routing import AppRoute
 from app.core.security import Principal, require
 from app.models import Completion, CompletionRevision
+from app.schemas.common import Instant
 from app.schemas.completions import (
     CompletionCreate,
     CompletionOut,
@@ -125,8 +125,8 @@ async def list_completions(
     reviewed: Annotated[
         bool | None, Query(description="Only reviewed (or unreviewed) ones.")
     ] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Completed at or after.")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Completed before.")] = None,
+    since: Annotated[Instant | None, Query(description="Completed at or after.")] = None,
+    until: Annotated[Instant | None, Query(description="Completed before.")] = None,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[CompletionOut]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime
 
 from app.core.clock import NowDep
 from app.core.db import SessionDep
@@ -11,6 +10,7 @@ from app.core.errors import problem_responses
 from app.core.pagination import CursorQuery, LimitQuery, Page
 from app.core.routing import AppRoute
 from app.core.security import Principal, require
+from app.schemas.common import Instant
 from app.schemas.webhooks import EventOut, Redeliver, RedeliverFailed, RedeliveryOut
 from app.services import webhooks
 from app.services.webhook_payloads import payload
@@ -31,8 +31,8 @@ async def list_events(
     session: SessionDep,
     principal: Annotated[Principal, require("events", "s")],
     type: Annotated[str | None, Query(max_length=60, description="One event type.")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="At or after.")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Before.")] = None,
+    since: Annotated[Instant | None, Query(description="At or after.")] = None,
+    until: Annotated[Instant | None, Query(description="Before.")] = None,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[EventOut]:

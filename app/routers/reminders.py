@@ -3,7 +3,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime
 
 from app.core.clock import NowDep
 from app.core.db import SessionDep
@@ -12,6 +11,7 @@ from app.core.pagination import CursorQuery, LimitQuery, Page
 from app.core.routing import AppRoute
 from app.core.security import Principal, require
 from app.models import Reminder
+from app.schemas.common import Instant
 from app.schemas.reminders import ReminderOut, ReminderState, SnoozeRequest
 from app.services import reminders
 
@@ -38,8 +38,8 @@ async def list_reminders(
     client_id: Annotated[str | None, Query(max_length=40)] = None,
     occurrence_id: Annotated[str | None, Query(max_length=40)] = None,
     state: ReminderState | None = None,
-    due_from: Annotated[AwareDatetime | None, Query(description="Due at or after.")] = None,
-    due_to: Annotated[AwareDatetime | None, Query(description="Due before.")] = None,
+    due_from: Annotated[Instant | None, Query(description="Due at or after.")] = None,
+    due_to: Annotated[Instant | None, Query(description="Due before.")] = None,
     limit: LimitQuery = 50,
     cursor: CursorQuery = None,
 ) -> Page[ReminderOut]:

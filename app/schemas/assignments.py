@@ -14,6 +14,7 @@ from app.schemas.common import (
     EXAMPLE_MOOD_LOG_VERSION_ID,
     EXAMPLE_OCCURRENCE_IDS,
     EXAMPLE_TIME_ZONE,
+    LocalOrInstant,
     LocalTime,
     RequestModel,
 )
@@ -106,7 +107,7 @@ ASSIGNMENT_EXAMPLE: JsonDict = {
 
 class OnceSchedule(RequestModel):
     type: Literal["once"]
-    due_at: datetime = Field(
+    due_at: LocalOrInstant = Field(
         description="With an offset, that instant; without one, the client's local wall-clock "
         "time (`2026-11-25T20:00` is 20:00 where the client is).",
         examples=["2026-11-25T20:00"],
@@ -121,7 +122,7 @@ class RecurringSchedule(RequestModel):
         "BYDAY, BYHOUR, BYMINUTE, COUNT or UNTIL.",
         examples=["FREQ=DAILY;COUNT=7;BYHOUR=20;BYMINUTE=0"],
     )
-    start: datetime = Field(
+    start: LocalOrInstant = Field(
         description="The series' first local wall-clock time (no offset), or an instant.",
         examples=["2026-11-23T20:00"],
     )

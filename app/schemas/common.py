@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from functools import lru_cache
 from typing import Annotated
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 
 @lru_cache(maxsize=1)
@@ -46,6 +56,24 @@ Locale = Annotated[
         examples=["en-US"],
     ),
 ]
+
+# A date and a time of day; the rest (seconds, fraction, offset) is pydantic's to parse.
+_DATE_TIME_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def _date_time_text(value: object) -> object:
+    """Pydantic also reads a number, or a string of digits, as seconds since 1970, and a bare
+    date as its midnight: `since=2026` would silently mean 00:33:46 on 1 January 1970. The
+    document promises `format: date-time`; anything else is a 422."""
+    if isinstance(value, datetime) or (isinstance(value, str) and _DATE_TIME_TEXT.match(value)):
+        return value
+    raise ValueError("must be a date and time, such as 2026-11-25T20:00:00Z")
+
+
+Instant = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
+"""A moment: date-time text with an offset."""
+LocalOrInstant = Annotated[datetime, BeforeValidator(_date_time_text)]
+"""Date-time text, with an offset (an instant) or without (the client's wall-clock time)."""
 
 
 def storable_text(value: str) -> str:

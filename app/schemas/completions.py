@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from app.schemas.common import (
@@ -13,6 +13,7 @@ from app.schemas.common import (
     EXAMPLE_COMPLETION_ID,
     EXAMPLE_OCCURRENCE_IDS,
     EXAMPLE_TIME_ZONE,
+    Instant,
     RequestModel,
     TimeZoneName,
 )
@@ -89,7 +90,7 @@ class CompletionCreate(CompletionFields):
     )
 
     occurrence_id: str = Field(max_length=40)
-    completed_at: AwareDatetime | None = Field(
+    completed_at: Instant | None = Field(
         default=None, description="When the client did it, by their clock (defaults to now)."
     )
     time_zone: TimeZoneName | None = Field(

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from app.schemas.common import (
@@ -10,6 +10,7 @@ from app.schemas.common import (
     EXAMPLE_CLINICIAN_ID,
     EXAMPLE_TIME_ZONE,
     ExternalId,
+    Instant,
     Locale,
     LocalTime,
     RequestModel,
@@ -90,7 +91,7 @@ class ClientCreate(RequestModel):
     time_zone: TimeZoneName
     locale: Locale = "en"
     quiet_hours: QuietHours | None = None
-    next_session_at: AwareDatetime | None = None
+    next_session_at: Instant | None = None
     reminders_muted: bool = False
     max_reminders_per_day: int | None = MaxRemindersPerDay
 
@@ -113,7 +114,7 @@ class ClientUpdate(RequestModel):
     time_zone: TimeZoneName | None = None
     locale: Locale | None = None
     quiet_hours: QuietHours | None = None
-    next_session_at: AwareDatetime | None = None
+    next_session_at: Instant | None = None
     reminders_muted: bool | None = None
     max_reminders_per_day: int | None = MaxRemindersPerDay
 

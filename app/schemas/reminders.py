@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.schemas.common import (
     EXAMPLE_ASSIGNMENT_ID,
@@ -11,6 +11,7 @@ from app.schemas.common import (
     EXAMPLE_OCCURRENCE_IDS,
     EXAMPLE_REMINDER_ID,
     EXAMPLE_TIME_ZONE,
+    Instant,
     RequestModel,
 )
 
@@ -63,7 +64,7 @@ class SnoozeRequest(RequestModel):
     )
 
     minutes: int | None = Field(default=None, ge=1, le=1440)
-    until: AwareDatetime | None = None
+    until: Instant | None = None
 
     @model_validator(mode="after")
     def one_of(self) -> SnoozeRequest:

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict, JsonValue
 
 from app.schemas.common import (
@@ -11,6 +11,7 @@ from app.schemas.common import (
     EXAMPLE_CLIENT_ID,
     EXAMPLE_COMPLETION_ID,
     EXAMPLE_OCCURRENCE_IDS,
+    Instant,
     RequestModel,
 )
 
@@ -206,8 +207,8 @@ class RedeliverFailed(RequestModel):
         }
     )
 
-    since: AwareDatetime
-    until: AwareDatetime
+    since: Instant
+    until: Instant
     endpoint_id: str | None = Field(default=None, max_length=40)
 
 

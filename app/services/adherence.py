@@ -22,17 +22,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, get_args
 
-from sqlalchemy import ColumnElement, String, and_, case, cast, func, or_, select
+from sqlalchemy import ColumnElement, String, and_, case, cast, func, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, ValidationFailed
 from app.core.security import Principal
-from app.models import Assignment, CareTeamMember, Client, Clinician, Completion, Occurrence
+from app.models import Assignment, Client, Completion, Occurrence
 from app.schemas.completions import Barrier
 from app.services import audit
 from app.services.access import (
     visible_clients,
-    visible_clinicians,
     visible_completions,
     visible_occurrences,
 )
@@ -41,8 +40,6 @@ from app.services.statuses import OccurrenceStatus
 
 DEFAULT_WINDOW = timedelta(days=28)
 MAX_WINDOW = timedelta(days=366)
-CASELOAD_WINDOW = timedelta(days=28)
-HELPFULNESS_PERIOD = timedelta(days=7)
 
 BARRIERS: tuple[str, ...] = get_args(Barrier)
 DONE_STATUSES = (OccurrenceStatus.completed, OccurrenceStatus.partial)
@@ -59,7 +56,7 @@ MEASURE_KINDS = ("phq9", "gad7")
 # Shared conditions
 
 
-def counted(now: datetime) -> ColumnElement[bool]:
+def counted(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
     """Resolved, or past its window: what the completion rate and streaks are made of."""
     return or_(
         Occurrence.status.in_(RESOLVED_STATUSES),
@@ -367,164 +364,3 @@ async def adherence(
 
 
 # Caseload
-
-
-@dataclass(frozen=True)
-class CaseloadRow:
-    client_id: str
-    external_id: str
-    next_session_at: datetime | None
-    open_distress_flags: int
-    missed_in_a_row: int
-    helpfulness_recent: float | None
-    helpfulness_previous: float | None
-    completion_rate_28d: float | None
-    last_completed_at: datetime | None
-
-    @property
-    def helpfulness_trend(self) -> float | None:
-        if self.helpfulness_recent is None or self.helpfulness_previous is None:
-            return None
-        return round(self.helpfulness_recent - self.helpfulness_previous, 2)
-
-    def need(self) -> tuple[int, int, float, str]:
-        """Sort key, most in need first. An unknown trend ranks as no change."""
-        trend = self.helpfulness_trend
-        return (
-            -self.open_distress_flags,
-            -self.missed_in_a_row,
-            trend if trend is not None else 0.0,
-            self.client_id,
-        )
-
-
-async def caseload(
-    session: AsyncSession, principal: Principal, clinician_id: str, now: datetime
-) -> tuple[str, list[CaseloadRow]]:
-    """Every client on the clinician's care teams, most in need first: five statements, each
-    grouped over all of the clinician's clients at once."""
-    # A clinician reads their own caseload only; a colleague's id is not found.
-    mine = [Clinician.id == principal.subject_id] if principal.is_clinician else []
-    found = await session.scalar(
-        visible_clinicians(principal)
-        .with_only_columns(Clinician.id)
-        .where(Clinician.id == clinician_id, *mine)
-    )
-    if found is None:
-        raise NotFound("No such clinician.")
-    team = select(CareTeamMember.client_id).where(
-        CareTeamMember.tenant_id == principal.tenant_id,
-        CareTeamMember.clinician_id == clinician_id,
-    )
-
-    # The latest work done, ever: an index probe per client on (client_id, completed_at).
-    last_completed_at = (
-        visible_completions(principal)
-        .with_only_columns(func.max(Completion.completed_at))
-        .where(Completion.client_id == Client.id, Completion.status.in_(COMPLETED_WORK))
-        .scalar_subquery()
-    )
-    clients = (
-        await session.execute(
-            visible_clients(principal)
-            .with_only_columns(
-                Client.id, Client.external_id, Client.next_session_at, last_completed_at
-            )
-            .where(Client.id.in_(team))
-        )
-    ).all()
-
-    # Open flags (any age) and helpfulness over the last two weeks, in one pass over the
-    # completions that match either.
-    recent_from = now - HELPFULNESS_PERIOD
-    previous_from = recent_from - HELPFULNESS_PERIOD
-    open_flag = and_(Completion.distress_flagged.is_(True), Completion.reviewed_at.is_(None))
-    is_recent = Completion.completed_at >= recent_from
-    is_previous = and_(
-        Completion.completed_at >= previous_from, Completion.completed_at < recent_from
-    )
-    completion_figures = {
-        client_id: rest
-        for client_id, *rest in await session.execute(
-            visible_completions(principal)
-            .with_only_columns(
-                Completion.client_id,
-                _ones(open_flag),
-                func.sum(case((is_recent, Completion.helpfulness))),
-                func.count(case((is_recent, Completion.helpfulness))),
-                func.sum(case((is_previous, Completion.helpfulness))),
-                func.count(case((is_previous, Completion.helpfulness))),
-            )
-            .where(
-                Completion.client_id.in_(team),
-                or_(open_flag, Completion.completed_at >= previous_from),
-            )
-            .group_by(Completion.client_id)
-        )
-    }
-
-    # The last 28 days of occurrences: the completion rate (due before now, as adherence
-    # counts it) and the missed run, which is every counted occurrence not done that is due
-    # after the client's latest done one (work done early for later counts: a client who has
-    # just done tonight's log is no longer missing it).
-    since = now - CASELOAD_WINDOW
-    last_done = (
-        visible_occurrences(principal)
-        .with_only_columns(
-            Occurrence.client_id.label("client_id"), func.max(Occurrence.due_at).label("due_at")
-        )
-        .where(Occurrence.client_id.in_(team), Occurrence.due_at >= since, is_done())
-        .group_by(Occurrence.client_id)
-        .subquery("last_done")
-    )
-    due_before_now = Occurrence.due_at < now
-    missed_since_last_done = and_(
-        counted(now),
-        ~is_done(),
-        or_(last_done.c.due_at.is_(None), Occurrence.due_at > last_done.c.due_at),
-    )
-    occurrence_figures = {
-        client_id: (ratio(int(n_done), int(n_counted)), int(n_missed))
-        for client_id, n_counted, n_done, n_missed in await session.execute(
-            visible_occurrences(principal)
-            .with_only_columns(
-                Occurrence.client_id,
-                _ones(and_(due_before_now, counted(now))),
-                _ones(and_(due_before_now, is_done())),
-                _ones(missed_since_last_done),
-            )
-            .select_from(Occurrence)
-            .outerjoin(last_done, last_done.c.client_id == Occurrence.client_id)
-            .where(
-                Occurrence.client_id.in_(team),
-                Occurrence.due_at >= since,
-                Occurrence.status != OccurrenceStatus.cancelled,
-            )
-            .group_by(Occurrence.client_id)
-        )
-    }
-
-    rows = []
-    for client_id, external_id, next_session_at, last_done_at in clients:
-        flags, recent_sum, recent_n, previous_sum, previous_n = completion_figures.get(
-            client_id, (0, None, 0, None, 0)
-        )
-        rate, missed = occurrence_figures.get(client_id, (None, 0))
-        rows.append(
-            CaseloadRow(
-                client_id=client_id,
-                external_id=external_id,
-                next_session_at=next_session_at,
-                open_distress_flags=int(flags),
-                missed_in_a_row=missed,
-                helpfulness_recent=mean(recent_sum, int(recent_n)),
-                helpfulness_previous=mean(previous_sum, int(previous_n)),
-                completion_rate_28d=rate,
-                last_completed_at=last_done_at,
-            )
-        )
-    rows.sort(key=CaseloadRow.need)
-    await audit.record(
-        session, principal, Action.list, "caseload", [(row.client_id, clinician_id) for row in rows]
-    )
-    return clinician_id, rows

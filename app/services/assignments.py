@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.driver import Statement, param
@@ -444,23 +444,36 @@ def schedule_window(assignment: Assignment) -> Window:
     )
 
 
-async def finish_if_resolved(session: AsyncSession, assignment: Assignment, now: datetime) -> None:
+_RESOLUTION = Statement(
+    select(
+        func.count(),
+        func.count().filter(OCCURRENCES.c.status.in_(OccurrenceStatus.UNRESOLVED)),
+        func.count().filter(
+            OCCURRENCES.c.status.in_((OccurrenceStatus.completed, OccurrenceStatus.partial))
+        ),
+    ).where(OCCURRENCES.c.assignment_id == param("assignment_id"))
+)
+
+
+async def finish_if_resolved(session: AsyncSession, assignment: Any, now: datetime) -> None:
     """End the assignment as soon as its last occurrence is resolved (the worker does the same
-    in batches for those resolved by time): `completed` if any was done, else `expired`."""
+    in batches for those resolved by time): `completed` if any was done, else `expired`.
+    `assignment` may be a record: it is loaded to be changed only when it ends."""
     if assignment.status != "active" or not assignment.series_complete:
         return
-    statuses = {o.status for o in await occurrences_of(session, assignment)}
-    if not statuses or statuses & set(OccurrenceStatus.UNRESOLVED):
+    ((total, unresolved, done),) = await _RESOLUTION.fetch(session, assignment_id=assignment.id)
+    if not total or unresolved:
         return
-    done = bool(statuses & {OccurrenceStatus.completed, OccurrenceStatus.partial})
-    assignment.status = "completed" if done else "expired"
-    assignment.ended_at = now
+    ending = await session.get(Assignment, assignment.id)
+    assert ending is not None
+    ending.status = "completed" if done else "expired"
+    ending.ended_at = now
     await session.flush()
     if done:
         record_event(
             session,
-            assignment.tenant_id,
+            ending.tenant_id,
             EventType.assignment_completed,
-            client_id=assignment.client_id,
-            assignment_id=assignment.id,
+            client_id=ending.client_id,
+            assignment_id=ending.id,
         )

@@ -16,20 +16,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.driver import Statement, columns_of, param
 from app.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed, field_error
+from app.core.ids import new_id
 from app.core.pagination import page_of, paginate
+from app.core.scopes import Context
 from app.core.security import Principal
-from app.models import (
-    Assignment,
-    Client,
-    Completion,
-    CompletionRevision,
-    Occurrence,
-    TemplateVersion,
-)
+from app.models import Assignment, Completion, CompletionRevision, Occurrence, TemplateVersion
+from app.models.tables import ASSIGNMENTS, CLIENTS, OCCURRENCES, TEMPLATE_VERSIONS
 from app.schemas.completions import CompletionCreate, CompletionFields, CompletionUpdate
 from app.services import assignments, audit, reminders
-from app.services.access import visible_completions, visible_occurrences
+from app.services.access import client_visibility_of, visible_completions
 from app.services.audit import Action
 from app.services.events import EventType, record_event
 from app.services.measures import score_for_kind
@@ -156,25 +153,50 @@ async def _assignment_and_version(
     return assignment, version
 
 
+def _locked_occurrence(kind: Context) -> Statement:
+    """The occurrence, locked (the worker may be marking it missed at the same moment), with
+    its assignment, the template version the answers must fit and the client: one statement."""
+    return Statement(
+        select(*columns_of(OCCURRENCES, ASSIGNMENTS, TEMPLATE_VERSIONS, CLIENTS))
+        .join(ASSIGNMENTS, ASSIGNMENTS.c.id == OCCURRENCES.c.assignment_id)
+        .join(TEMPLATE_VERSIONS, TEMPLATE_VERSIONS.c.id == ASSIGNMENTS.c.template_version_id)
+        .join(CLIENTS, CLIENTS.c.id == OCCURRENCES.c.client_id)
+        .where(
+            OCCURRENCES.c.id == param("occurrence_id"),
+            OCCURRENCES.c.tenant_id == param("tenant_id"),
+            client_visibility_of(kind, param("subject_id"), OCCURRENCES.c.client_id),
+        )
+        .with_for_update(of=OCCURRENCES),
+        [OCCURRENCES, ASSIGNMENTS, TEMPLATE_VERSIONS, CLIENTS],
+    )
+
+
+_LOCKED_OCCURRENCE = {kind: _locked_occurrence(kind) for kind in Context}
+_MOVE_OCCURRENCE = Statement(
+    OCCURRENCES.update()
+    .where(OCCURRENCES.c.id == param("occurrence_id"))
+    .values(status=param("status"), updated_at=param("now"))
+)
+
+
 async def create(
     session: AsyncSession, principal: Principal, body: CompletionCreate, now: datetime
 ) -> Completion:
-    # Locked: the worker may be marking this very occurrence missed at the same moment.
-    occurrence = await session.scalar(
-        visible_occurrences(principal).where(Occurrence.id == body.occurrence_id).with_for_update()
+    found = await _LOCKED_OCCURRENCE[principal.kind].fetch_one(
+        session,
+        occurrence_id=body.occurrence_id,
+        tenant_id=principal.tenant_id,
+        subject_id=principal.subject_id,
     )
-    if occurrence is None:
+    if found is None:
         raise NotFound("No such occurrence.")
+    occurrence, assignment, version, client = found
     if occurrence.status == OccurrenceStatus.cancelled:
         raise Conflict("The occurrence was cancelled.")
-    assignment, version = await _assignment_and_version(session, occurrence.assignment_id)
     _check(body, version.response_schema)
     completed_at = body.completed_at or now
     if completed_at > now + CLOCK_SKEW:
         raise ValidationFailed.for_field("body", ["completed_at"], "is in the future", "future")
-    time_zone = body.time_zone or await session.scalar(
-        select(Client.time_zone).where(Client.id == occurrence.client_id)
-    )
     completion = Completion(
         tenant_id=occurrence.tenant_id,
         occurrence_id=occurrence.id,
@@ -182,25 +204,21 @@ async def create(
         client_id=occurrence.client_id,
         kind=assignment.kind,
         completed_at=completed_at,
-        time_zone=time_zone,
+        time_zone=body.time_zone or client.time_zone,
         received_at=now,
         late=completed_at > occurrence.closes_at,
         recorded_by_kind=principal.kind.value,
         recorded_by_id=principal.subject_id,
         in_session=principal.is_clinician,
         distress_reasons=[],
+        # Known now, not at the flush: its revision and events name them.
+        id=new_id("cmp"),
+        version=1,
         **body.model_dump(include=set(CONTENT_FIELDS)),
     )
     reasons = _assess(completion, version.response_schema)
     session.add(completion)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        raise Conflict("This occurrence already has a completion; edit it instead.") from exc
     session.add(_revision(completion, principal))
-    occurrence.status = OCCURRENCE_STATUS[completion.status]
-    if reminders.policy_of(assignment, version).only_if_not_done:
-        await reminders.cancel_pending(session, "resolved", occurrence_id=occurrence.id)
     record_event(
         session,
         completion.tenant_id,
@@ -211,7 +229,22 @@ async def create(
         assignment_id=assignment.id,
     )
     _flag(session, completion, reasons)
-    await session.flush()
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise Conflict("This occurrence already has a completion; edit it instead.") from exc
+    await _MOVE_OCCURRENCE.execute_many(
+        session,
+        [
+            {
+                "occurrence_id": occurrence.id,
+                "status": OCCURRENCE_STATUS[completion.status],
+                "now": now,
+            }
+        ],
+    )
+    if reminders.policy_of(assignment, version).only_if_not_done:
+        await reminders.cancel_pending(session, "resolved", occurrence_id=occurrence.id)
     await assignments.finish_if_resolved(session, assignment, now)
     await audit.record(
         session, principal, Action.create, "completion", [(completion.client_id, completion.id)]
