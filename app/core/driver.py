@@ -15,7 +15,7 @@ are the tables' column names: what the response builders read from ORM objects.
 from __future__ import annotations
 
 from collections import namedtuple
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import BindParameter, Insert, Table, Update, bindparam
@@ -24,6 +24,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from app.core.pagination import AnySelect
+
+Executor = AsyncSession | AsyncConnection
+"""A request's session, or a connection of its own (the Idempotency-Key claim commits alone)."""
 
 _POSTGRESQL = postgresql.asyncpg.dialect()  # type: ignore[no-untyped-call]
 _RECORD_TYPES: dict[str, Any] = {}
@@ -43,11 +46,19 @@ class Statement:
 
     Select whole tables (`select(*Occurrence.__table__.c, *Assignment.__table__.c)`) and name
     them in `tables`: each row comes back as a tuple of records, one per table, in the order
-    selected. Without `tables`, a row is the plain tuple of its columns. A list that varies
-    per call must be an array parameter (`column == any_(bindparam("ids"))`), not `in_()`.
+    selected. Without `tables`, a row is the plain tuple of its columns. `in_()` takes only
+    constants here: a list that varies per call would change the statement's text. Where
+    PostgreSQL needs its own syntax (`INSERT … ON CONFLICT`), pass it as `postgresql`. In an
+    INSERT or UPDATE a parameter may not be named after a column (SQLAlchemy keeps those).
     """
 
-    def __init__(self, statement: AnySelect | Insert | Update, tables: Sequence[Table] = ()):
+    def __init__(
+        self,
+        statement: AnySelect | Insert | Update,
+        tables: Sequence[Table] = (),
+        *,
+        postgresql: AnySelect | Insert | Update | None = None,
+    ):
         self.statement = statement
         self.tables = list(tables)
         # Each table's slice of a row, by position.
@@ -57,7 +68,7 @@ class Statement:
             width = len(table.columns)
             self._slices.append((_record_type(table), start, start + width))
             start += width
-        compiled = statement.compile(
+        compiled = (postgresql if postgresql is not None else statement).compile(
             dialect=_POSTGRESQL, compile_kwargs={"render_postcompile": True}
         )
         self.sql = str(compiled)
@@ -65,34 +76,41 @@ class Statement:
         # each call, and a missing one is a KeyError.
         self._constants = {k: v for k, v in compiled.params.items() if v is not None}
         self._order = list(compiled.positiontup or ())
+        # What SQLAlchemy would do to each value on its way to asyncpg (JSON to text, say).
+        self._processors = [_bind_processor(compiled.binds.get(name)) for name in self._order]
 
     def _positional(self, params: Mapping[str, Any]) -> list[Any]:
         values = {**self._constants, **params}
-        return [values[name] for name in self._order]
+        return [
+            value if process is None else process(value)
+            for process, value in zip(
+                self._processors, (values[name] for name in self._order), strict=True
+            )
+        ]
 
     def _records(self, row: Sequence[Any]) -> tuple[Any, ...]:
         if not self._slices:  # plain columns
             return tuple(row)
         return tuple(kind._make(row[start:end]) for kind, start, end in self._slices)
 
-    async def fetch(self, session: AsyncSession, **params: Any) -> list[tuple[Any, ...]]:
+    async def fetch(self, executor: Executor, **params: Any) -> list[tuple[Any, ...]]:
         """Every row, as a tuple of records (one per table)."""
-        rows = await self._rows(session, params)
+        rows = await self._rows(executor, params)
         return [self._records(row) for row in rows]
 
-    async def fetch_one(self, session: AsyncSession, **params: Any) -> tuple[Any, ...] | None:
-        rows = await self.fetch(session, **params)
+    async def fetch_one(self, executor: Executor, **params: Any) -> tuple[Any, ...] | None:
+        rows = await self.fetch(executor, **params)
         return rows[0] if rows else None
 
-    async def scalars(self, session: AsyncSession, **params: Any) -> list[Any]:
+    async def scalars(self, executor: Executor, **params: Any) -> list[Any]:
         """The first column of every row."""
-        return [row[0] for row in await self._rows(session, params)]
+        return [row[0] for row in await self._rows(executor, params)]
 
-    async def execute_many(self, session: AsyncSession, rows: Sequence[Mapping[str, Any]]) -> None:
+    async def execute_many(self, executor: Executor, rows: Sequence[Mapping[str, Any]]) -> None:
         """A write, once per row of parameters, in one round trip."""
-        connection = await _postgresql_connection(session)
+        connection = await _postgresql_connection(executor)
         if connection is None:
-            await session.execute(self.statement, list(rows) if len(rows) > 1 else rows[0])
+            await executor.execute(self.statement, list(rows) if len(rows) > 1 else rows[0])
             return
         if len(rows) == 1:  # asyncpg's executemany costs more than execute for one row
             positional = self._positional(rows[0])
@@ -103,10 +121,10 @@ class Statement:
         driver = await self._announce(connection, many, many=True)
         await driver.executemany(self.sql, many)
 
-    async def _rows(self, session: AsyncSession, params: Mapping[str, Any]) -> Sequence[Any]:
-        connection = await _postgresql_connection(session)
+    async def _rows(self, executor: Executor, params: Mapping[str, Any]) -> Sequence[Any]:
+        connection = await _postgresql_connection(executor)
         if connection is None:
-            return (await session.execute(self.statement, params)).all()
+            return (await executor.execute(self.statement, params)).all()
         positional = self._positional(params)
         driver = await self._announce(connection, positional, many=False)
         return await driver.fetch(self.sql, *positional)  # type: ignore[no-any-return]
@@ -120,11 +138,24 @@ class Statement:
         return (await connection.get_raw_connection()).driver_connection
 
 
-async def _postgresql_connection(session: AsyncSession) -> AsyncConnection | None:
+async def _postgresql_connection(
+    executor: Executor,
+) -> AsyncConnection | None:
     """The session's connection (in its transaction, if any), on PostgreSQL only."""
-    if session.get_bind().dialect.name != "postgresql":
+    if isinstance(executor, AsyncConnection):
+        return executor if executor.dialect.name == "postgresql" else None
+    if executor.get_bind().dialect.name != "postgresql":
         return None
-    return await session.connection()
+    return await executor.connection()
+
+
+def _bind_processor(bind: BindParameter[Any] | None) -> Callable[[Any], Any] | None:
+    if bind is None:  # one of a constant list's values, expanded: plain text
+        return None
+    processor: Callable[[Any], Any] | None = bind.type.dialect_impl(_POSTGRESQL).bind_processor(
+        _POSTGRESQL
+    )
+    return processor
 
 
 def param(name: str) -> BindParameter[Any]:

@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -27,10 +27,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.core.db import Database, get_database
+from app.core.driver import Statement, param
 from app.core.errors import Conflict, Problem
 from app.core.security import Principal, authenticate
 from app.models import IdempotencyKey
 from app.models.base import utcnow
+from app.models.tables import IDEMPOTENCY_KEYS
 
 KEY_LIFETIME = timedelta(hours=24)
 # A claim older than this was left by a process that died mid-request; it may be taken over.
@@ -93,24 +95,50 @@ async def claim_idempotency_key(
     request.state.idempotency_claim = Claim(caller, key)
 
 
-async def _claim_new(database: Database, caller: str, key: str, digest: str, now: datetime) -> bool:
-    """The common case, a key never seen: claimed and committed in one statement."""
-    dialect_insert = sqlite_insert if database.engine.dialect.name == "sqlite" else pg_insert
-    statement = (
-        dialect_insert(IdempotencyKey)
+def _claim_statement(dialect_insert: Any) -> Any:
+    return (
+        dialect_insert(IDEMPOTENCY_KEYS)
         .values(
-            caller=caller,
-            key=key,
-            request_hash=digest,
+            caller=param("claimant"),
+            key=param("claimed_key"),
+            request_hash=param("digest"),
             state="in_flight",
-            created_at=now,
-            expires_at=now + KEY_LIFETIME,
+            created_at=param("now"),
+            expires_at=param("expires_at"),
         )
         .on_conflict_do_nothing()
-        .returning(IdempotencyKey.key)
+        .returning(IDEMPOTENCY_KEYS.c.key)
     )
+
+
+_CLAIM = Statement(_claim_statement(sqlite_insert), postgresql=_claim_statement(pg_insert))
+_STORE = Statement(
+    IDEMPOTENCY_KEYS.update()
+    .where(
+        IDEMPOTENCY_KEYS.c.caller == param("claimant"),
+        IDEMPOTENCY_KEYS.c.key == param("claimed_key"),
+    )
+    .values(
+        state="done",
+        response_status=param("status"),
+        response_body=param("body"),
+        response_headers=param("headers"),
+    )
+)
+
+
+async def _claim_new(database: Database, caller: str, key: str, digest: str, now: datetime) -> bool:
+    """The common case, a key never seen: claimed and committed in one statement."""
     async with database.autocommit_engine.begin() as connection:
-        return await connection.scalar(statement) is not None
+        claimed = await _CLAIM.scalars(
+            connection,
+            claimant=caller,
+            claimed_key=key,
+            digest=digest,
+            now=now,
+            expires_at=now + KEY_LIFETIME,
+        )
+    return bool(claimed)
 
 
 async def _claim_used(
@@ -152,15 +180,17 @@ async def _claim_used(
 
 async def store_response(session: AsyncSession, claim: Claim, response: Response) -> None:
     headers = {k: v for k, v in response.headers.items() if k in REPLAYED_HEADERS}
-    await session.execute(
-        update(IdempotencyKey)
-        .where(IdempotencyKey.caller == claim.caller, IdempotencyKey.key == claim.key)
-        .values(
-            state="done",
-            response_status=response.status_code,
-            response_body=bytes(response.body),
-            response_headers=headers,
-        )
+    await _STORE.execute_many(
+        session,
+        [
+            {
+                "claimant": claim.caller,
+                "claimed_key": claim.key,
+                "status": response.status_code,
+                "body": bytes(response.body),
+                "headers": headers,
+            }
+        ],
     )
 
 

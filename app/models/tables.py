@@ -14,6 +14,7 @@ from app.models import (
     Completion,
     CompletionRevision,
     Event,
+    IdempotencyKey,
     Occurrence,
     Reminder,
     TemplateVersion,
@@ -26,6 +27,7 @@ CLIENTS = cast(Table, Client.__table__)
 COMPLETIONS = cast(Table, Completion.__table__)
 COMPLETION_REVISIONS = cast(Table, CompletionRevision.__table__)
 EVENTS = cast(Table, Event.__table__)
+IDEMPOTENCY_KEYS = cast(Table, IdempotencyKey.__table__)
 OCCURRENCES = cast(Table, Occurrence.__table__)
 REMINDERS = cast(Table, Reminder.__table__)
 TEMPLATE_VERSIONS = cast(Table, TemplateVersion.__table__)

@@ -19,10 +19,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.driver import Statement, param
 from app.core.errors import Conflict, NotFound, ValidationFailed
 from app.core.pagination import page_of, paginate
 from app.core.security import Principal
 from app.models import Assignment, Client, Occurrence, Reminder, TemplateVersion
+from app.models.base import utcnow
+from app.models.tables import REMINDERS
 from app.services import audit
 from app.services.access import client_visibility
 from app.services.audit import Action
@@ -178,6 +181,23 @@ async def resync_client(session: AsyncSession, client: Client, now: datetime) ->
         await resync_assignment(session, assignment, now)
 
 
+def _cancel_pending_of(column: Any) -> Statement:
+    return Statement(
+        REMINDERS.update()
+        .where(column == param("of"), REMINDERS.c.state.in_(PENDING))
+        .values(
+            state="cancelled",
+            reason=param("reason"),
+            version=REMINDERS.c.version + 1,
+            updated_at=param("now"),
+        )
+    )
+
+
+_CANCEL_PENDING_OF_OCCURRENCE = _cancel_pending_of(REMINDERS.c.occurrence_id)
+_CANCEL_PENDING_OF_ASSIGNMENT = _cancel_pending_of(REMINDERS.c.assignment_id)
+
+
 async def cancel_pending(
     session: AsyncSession,
     reason: str,
@@ -185,17 +205,12 @@ async def cancel_pending(
     occurrence_id: str | None = None,
     assignment_id: str | None = None,
 ) -> None:
-    condition = (
-        Reminder.occurrence_id == occurrence_id
-        if occurrence_id is not None
-        else Reminder.assignment_id == assignment_id
-    )
-    await session.execute(
-        update(Reminder)
-        .where(condition, Reminder.state.in_(PENDING))
-        .values(state="cancelled", reason=reason, version=Reminder.version + 1)
-        .execution_options(synchronize_session=False)
-    )
+    if occurrence_id is not None:
+        statement, of = _CANCEL_PENDING_OF_OCCURRENCE, occurrence_id
+    else:
+        assert assignment_id is not None
+        statement, of = _CANCEL_PENDING_OF_ASSIGNMENT, assignment_id
+    await statement.execute_many(session, [{"of": of, "reason": reason, "now": utcnow()}])
 
 
 # Firing, for the worker.
