@@ -9,9 +9,10 @@ from sqlalchemy import func, select
 
 from app.core.db import SessionDep
 from app.core.errors import Conflict
+from app.core.routing import TransactionRoute
 from app.models import Tenant
 
-router = APIRouter(prefix="/v1/_probe")
+router = APIRouter(prefix="/v1/_probe", route_class=TransactionRoute)
 
 
 class Echo(BaseModel):

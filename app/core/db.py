@@ -9,7 +9,6 @@ INSERT, each atomic on its own, so the transaction would only cost two round tri
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -116,37 +115,26 @@ REQUEST_SESSION_KEY = "homework.session"
 READ_METHODS = frozenset({"GET", "HEAD"})
 
 
-async def _request_session(
-    request: Request, database: Annotated[Database, Depends(get_database)]
-) -> AsyncIterator[AsyncSession]:
+def open_request_session(request: Request) -> AsyncSession:
+    """The request's session (app.core.routing.TransactionRoute opens, commits and closes it);
+    a GET's runs in autocommit."""
+    database: Database = request.app.state.database
     sessions = (
         database.read_sessionmaker if request.method in READ_METHODS else database.sessionmaker
     )
-    async with sessions() as session:
-        request.scope[REQUEST_SESSION_KEY] = session
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            await _release_idempotency_claim(request, database)
-            raise
-        else:
-            try:
-                await session.commit()
-            except BaseException:
-                await _release_idempotency_claim(request, database)
-                raise
+    session = sessions()
+    request.scope[REQUEST_SESSION_KEY] = session
+    return session
 
 
-async def _release_idempotency_claim(request: Request, database: Database) -> None:
-    # A failed request must not hold its Idempotency-Key: the caller is entitled to retry.
-    from app.core import idempotency
+async def _request_session(request: Request) -> AsyncSession:
+    try:
+        session: AsyncSession = request.scope[REQUEST_SESSION_KEY]
+    except KeyError:
+        raise RuntimeError(
+            "SessionDep is for routes of app.core.routing.TransactionRoute"
+        ) from None
+    return session
 
-    claim = getattr(request.state, "idempotency_claim", None)
-    if claim is not None:
-        await idempotency.release(database, claim)
 
-
-# scope="function": the commit runs when the route returns, before the response is sent, so a
-# client that reads right after our 201 always finds the row.
-SessionDep = Annotated[AsyncSession, Depends(_request_session, scope="function")]
+SessionDep = Annotated[AsyncSession, Depends(_request_session)]

@@ -16,12 +16,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from app.core.db import SessionDep
+from app.core.routing import TransactionRoute
 from app.core.scopes import ALL_SCOPES
 from app.core.tokens import TokenService
 from app.services import oauth, tenants
 from app.services.oauth import CLIENT_CREDENTIALS, TOKEN_EXCHANGE, OAuthError
 
-router = APIRouter(tags=["oauth"])
+router = APIRouter(tags=["oauth"], route_class=TransactionRoute)
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 TOKEN_REQUEST_BODY: dict[str, Any] = {
