@@ -93,8 +93,12 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        headers = Request(scope).headers
+        declared = headers.get("content-length")
+        if declared is None and "transfer-encoding" not in headers:
+            await self.app(scope, receive, send)  # no body: nothing to count
+            return
         too_large = PayloadTooLarge(f"The request body may be at most {self.max_body_bytes} bytes.")
-        declared = Request(scope).headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await problem_response(Request(scope), too_large)(scope, receive, send)
             return
