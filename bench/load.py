@@ -678,6 +678,13 @@ async def explain_all(
 def explain_statements(
     credentials: dict[str, str], seeded: seed_load.Seeded, occurrence: tuple[str, str, str, str]
 ) -> dict[str, list[tuple[str, str, tuple[Any, ...]]]]:
+    """Every statement the scenarios send that reads or filters, and the Idempotency-Key claim
+    (not the plain INSERT ... VALUES of the completion, its revision, events and audit rows, nor
+    the assignment's end, which the bench's completions rarely reach), as the ceiling sends
+    them: the service's own `Statement`s, with their parameters in their order."""
+    from datetime import timedelta
+
+    from app.core.scopes import Context
     from bench import ceiling as c
 
     tenant = credentials["tenant_id"]
@@ -686,107 +693,111 @@ def explain_statements(
     caseload = seeded.caseload_clinician_id
     assignment = seeded.clinician_assignment_ids[-1]
     now = datetime.now(UTC)
-    from datetime import timedelta
-
     day = timedelta(days=1)
     occ_id, occ_client, _, _ = occurrence
+
+    def of(statement: Any, **params: Any) -> tuple[str, tuple[Any, ...]]:
+        return statement.sql, tuple(c.args(statement, **params))
+
+    as_clinician = {"tenant_id": tenant, "subject_id": clinician}
+    on_caseload = {"tenant_id": tenant, "subject_id": caseload, "clinician_id": caseload}
+    caller_key = f"{tenant}:client:{occ_client}"
     return {
         "a": [
-            ("the client", c.CLIENT_BY_ID, (client, tenant)),
+            ("the client", *of(c.CLIENT, client_id=client, tenant_id=tenant)),
             (
-                "today's occurrences",
-                c.HOMEWORK_TODAY,
-                (client, now - day, now + day, "active", *c.ACTIONABLE),
+                "today's occurrences, with their assignment and template version",
+                *of(c.HOMEWORK_TODAY, client_id=client, day_start=now - day, day_end=now + day),
             ),
         ],
         "b": [
             (
                 "the assignment, if visible",
-                c.VISIBLE_ASSIGNMENT_BY_ID,
-                (tenant, clinician, assignment),
+                *of(
+                    c.VISIBLE_ASSIGNMENT[Context.clinician],
+                    **as_clinician,
+                    assignment_id=assignment,
+                ),
             ),
-            ("its occurrences", c.OCCURRENCES_OF_ASSIGNMENT, (assignment,)),
+            ("its occurrences", *of(c.OCCURRENCES_OF_ASSIGNMENT, assignment_id=assignment)),
         ],
         "c": [
             (
                 "the first page",
-                c.VISIBLE_ASSIGNMENTS_OF_CLIENT,
-                (tenant, clinician, seeded.clinician_client_ids[0], 51),
+                *of(
+                    c.VISIBLE_ASSIGNMENTS_OF_CLIENT[Context.clinician],
+                    **as_clinician,
+                    client_id=seeded.clinician_client_ids[0],
+                    limit=51,
+                ),
             ),
         ],
         "d": [
             (
-                "the occurrence, locked",
-                c.VISIBLE_OCCURRENCE_FOR_UPDATE,
-                (tenant, occ_client, occ_id),
+                "the Idempotency-Key claimed",
+                *of(
+                    c.CLAIM_IDEMPOTENCY_KEY,
+                    claimant=caller_key,
+                    claimed_key="explain",
+                    digest="0" * 64,
+                    now=now,
+                    expires_at=now + day,
+                ),
+            ),
+            (
+                "the occurrence, locked, with its assignment, template version and client",
+                *of(
+                    c.LOCKED_OCCURRENCE[Context.client],
+                    occurrence_id=occ_id,
+                    tenant_id=tenant,
+                    subject_id=occ_client,
+                ),
+            ),
+            (
+                "the occurrence moved",
+                *of(c.MOVE_OCCURRENCE, occurrence_id=occ_id, status="completed", now=now),
             ),
             (
                 "reminders cancelled",
-                c.CANCEL_REMINDERS,
-                ("cancelled", "resolved", now, 1, occ_id, "scheduled", "snoozed"),
+                *of(c.CANCEL_REMINDERS, of=occ_id, reason="resolved", now=now),
             ),
             (
-                "the Idempotency-Key, locked",
-                c.IDEMPOTENCY_KEY_FOR_UPDATE,
-                (f"{tenant}:client:{occ_client}", "k"),
+                "the series' resolution (of scenario b's assignment)",
+                *of(c.SERIES_RESOLUTION, assignment_id=assignment),
+            ),
+            (
+                "the response stored",
+                *of(
+                    c.STORE_IDEMPOTENT_RESPONSE,
+                    claimant=caller_key,
+                    claimed_key="explain",
+                    status=201,
+                    body=b"{}",
+                    headers={},
+                ),
             ),
         ],
         "e": [
             (
                 "the clinician, if visible",
-                c.VISIBLE_CLINICIAN,
-                (tenant, caseload, caseload, caseload, caseload),
+                *of(c.VISIBLE_CLINICIAN[Context.clinician], **on_caseload),
             ),
             (
-                "clients with their last completion",
-                c.CASELOAD_CLIENTS,
-                (tenant, caseload, tenant, caseload, tenant, caseload, "done", "partial"),
-            ),
-            (
-                "flags and helpfulness",
-                c.CASELOAD_COMPLETIONS,
-                (
-                    1,
-                    0,
-                    now - 7 * day,
-                    now - 14 * day,
-                    now - 7 * day,
-                    tenant,
-                    caseload,
-                    tenant,
-                    caseload,
-                    now - 14 * day,
+                "clients, their last work done, open flags and helpfulness",
+                *of(
+                    c.CASELOAD_CLIENTS[Context.clinician],
+                    **on_caseload,
+                    recent_from=now - 7 * day,
+                    previous_from=now - 14 * day,
                 ),
             ),
             (
                 "28-day rates and missed runs",
-                c.CASELOAD_OCCURRENCES,
-                (
-                    now,
-                    now,
-                    1,
-                    0,
-                    1,
-                    0,
-                    now,
-                    1,
-                    0,
-                    tenant,
-                    caseload,
-                    tenant,
-                    caseload,
-                    now - 28 * day,
-                    tenant,
-                    caseload,
-                    now - 28 * day,
-                    "cancelled",
-                    *c.RESOLVED,
-                    *c.UNRESOLVED,
-                    *c.DONE,
-                    *c.RESOLVED,
-                    *c.UNRESOLVED,
-                    *c.DONE,
-                    *c.DONE,
+                *of(
+                    c.CASELOAD_OCCURRENCES[Context.clinician],
+                    **on_caseload,
+                    now=now,
+                    since=now - 28 * day,
                 ),
             ),
         ],
