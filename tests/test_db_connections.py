@@ -9,12 +9,15 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlalchemy.pool import NullPool
 
 from app.core.config import Settings
+from app.core.driver import Statement, param
 from app.main import create_app
+from app.models.tables import TENANTS
 from tests.conftest import client_for
 from tests.world import World, build_world
 
@@ -110,3 +113,26 @@ async def test_without_the_idle_ping_one_request_sees_the_drop_and_the_pool_reco
         make_settings(db_ping_idle_after_seconds=3600)
     )
     assert statuses == [503, 200]
+
+
+async def test_a_driver_statement_of_a_write_runs_inside_its_transaction(
+    settings: Settings, app: FastAPI, world: World
+) -> None:
+    # SQLAlchemy's adapter sends BEGIN just before its own first statement; a statement sent
+    # straight to asyncpg first (the completion POST's locked read) must still be inside it.
+    lock = Statement(
+        select(TENANTS.c.id).where(TENANTS.c.id == param("tenant_id")).with_for_update()
+    )
+    other = create_async_engine(settings.database_url, poolclass=NullPool)
+    try:
+        async with app.state.database.sessionmaker() as session:
+            assert await lock.scalars(session, tenant_id=world.a.id) == [world.a.id]
+            async with other.connect() as connection:
+                with pytest.raises(DBAPIError, match="could not obtain lock"):
+                    await connection.execute(
+                        text("SELECT id FROM tenants WHERE id = :id FOR UPDATE NOWAIT"),
+                        {"id": world.a.id},
+                    )
+            await session.rollback()
+    finally:
+        await other.dispose()

@@ -135,7 +135,14 @@ class Statement:
         sync = connection.sync_connection
         assert sync is not None
         sync.dispatch.before_cursor_execute(sync, None, self.sql, parameters, None, many)
-        return (await connection.get_raw_connection()).driver_connection
+        raw = await connection.get_raw_connection()
+        adapter: Any = raw.dbapi_connection
+        if not adapter.autocommit and adapter._transaction is None:
+            # SQLAlchemy's asyncpg adapter sends BEGIN lazily, just before its own first
+            # statement: one sent past it would run outside the session's transaction (and a
+            # FOR UPDATE would lock nothing).
+            await adapter._start_transaction()
+        return raw.driver_connection
 
 
 async def _postgresql_connection(

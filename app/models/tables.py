@@ -18,6 +18,7 @@ from app.models import (
     Occurrence,
     Reminder,
     TemplateVersion,
+    Tenant,
 )
 
 ASSIGNMENTS = cast(Table, Assignment.__table__)
@@ -31,3 +32,4 @@ IDEMPOTENCY_KEYS = cast(Table, IdempotencyKey.__table__)
 OCCURRENCES = cast(Table, Occurrence.__table__)
 REMINDERS = cast(Table, Reminder.__table__)
 TEMPLATE_VERSIONS = cast(Table, TemplateVersion.__table__)
+TENANTS = cast(Table, Tenant.__table__)

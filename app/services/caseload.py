@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from app.core.driver import Statement, param
 from app.core.errors import NotFound
@@ -98,7 +99,7 @@ def _team(kind: Context) -> Any:
     return statement
 
 
-def _of_client(*conditions: ColumnElement[bool]) -> Any:
+def _of_client(*conditions: ColumnElement[bool] | InstrumentedAttribute[bool]) -> Any:
     return select().where(Completion.client_id == Client.id, *conditions)
 
 
@@ -119,7 +120,8 @@ def _clients(kind: Context) -> Statement:
         .scalar_subquery()
     )
     open_flags = (
-        _of_client(Completion.distress_flagged.is_(True), Completion.reviewed_at.is_(None))
+        # Written as the partial index's own predicate, which `IS true` would not match.
+        _of_client(Completion.distress_flagged, Completion.reviewed_at.is_(None))
         .add_columns(func.count())
         .scalar_subquery()
     )
