@@ -60,6 +60,20 @@ async def test_malformed_json_is_a_422_problem(probe: httpx.AsyncClient) -> None
     assert body["errors"][0]["location"] == "body"
 
 
+async def test_a_body_that_is_not_utf8_is_malformed_json_too(probe: httpx.AsyncClient) -> None:
+    # Found by the negative fuzzing: FastAPI answered these bytes with an undocumented bare 400.
+    response = await probe.post(
+        "/v1/_probe/echo",
+        content=b'{"title": "\xff\xfe"}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["type"] == "urn:homework:problem:malformed-json"
+    assert body["errors"][0]["location"] == "body"
+
+
 async def test_validation_failure_names_every_bad_field(probe: httpx.AsyncClient) -> None:
     response = await probe.post(
         "/v1/_probe/echo", json={"title": "far too long for the limit", "nested": [1, "two"]}

@@ -60,13 +60,18 @@ export function createHomeworkClient(
 /** `POST /oauth/token` answered with something other than 200. */
 export class TokenError extends Error {
   readonly status: number;
-  /** `invalid_client`, `invalid_grant`, `invalid_scope`, `invalid_request`, … */
+  /** `invalid_client`, `invalid_grant`, `invalid_scope`, `invalid_request`, …, or a problem's `type`. */
   readonly error: string;
   readonly errorDescription: string;
 
-  constructor(status: number, body: OAuthErrorBody | undefined) {
-    const error = body?.error ?? "unexpected_response";
-    const description = body?.error_description ?? `HTTP ${status}`;
+  constructor(status: number, body: OAuthErrorBody | Problem | undefined) {
+    // OAuth errors (RFC 6749 section 5.2), except the 413 problem of the body size limit,
+    // which answers before any route does.
+    const oauth = body !== undefined && "error" in body ? body : undefined;
+    const problem = body !== undefined && "type" in body ? body : undefined;
+    const error = oauth?.error ?? problem?.type ?? "unexpected_response";
+    const description =
+      oauth?.error_description ?? problem?.detail ?? problem?.title ?? `HTTP ${status}`;
     super(`token request failed (${status} ${error}): ${description}`);
     this.name = "TokenError";
     this.status = status;
