@@ -82,17 +82,19 @@ async def _terminate_other_backends(settings: Settings) -> int:
         await engine.dispose()
 
 
-async def _drop_pooled_connections_then_read(settings: Settings) -> list[int]:
+async def _drop_pooled_connections_then_read(
+    settings: Settings, path: str = "/v1/clients"
+) -> list[int]:
     app = create_app(settings)
     try:
         world = await build_world(app)
         async with client_for(app) as http:
-            first = await http.get("/v1/clients", headers=world.headers("system_a"))
+            first = await http.get(path, headers=world.headers("system_a"))
             assert first.status_code == 200
             # The database restarts, say: every pooled connection is cut while idle.
             assert await _terminate_other_backends(settings) >= 1
             return [
-                (await http.get("/v1/clients", headers=world.headers("system_a"))).status_code
+                (await http.get(path, headers=world.headers("system_a"))).status_code
                 for _ in range(2)
             ]
     finally:
@@ -111,6 +113,17 @@ async def test_without_the_idle_ping_one_request_sees_the_drop_and_the_pool_reco
     # its request answers 503 (retryable), and the disconnect renews the whole pool.
     statuses = await _drop_pooled_connections_then_read(
         make_settings(db_ping_idle_after_seconds=3600)
+    )
+    assert statuses == [503, 200]
+
+
+async def test_a_dropped_connection_under_a_driver_statement_is_a_503_too(
+    make_settings: Any,
+) -> None:
+    # The assignment list runs on asyncpg directly (app.core.driver): its lost connection must
+    # be recognised and invalidated as SQLAlchemy's own would be.
+    statuses = await _drop_pooled_connections_then_read(
+        make_settings(db_ping_idle_after_seconds=3600), "/v1/assignments"
     )
     assert statuses == [503, 200]
 

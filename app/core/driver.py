@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import BindParameter, Insert, Table, Update, bindparam
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -111,27 +112,23 @@ class Statement:
         connection = await _postgresql_connection(executor)
         if connection is None:
             await executor.execute(self.statement, list(rows) if len(rows) > 1 else rows[0])
-            return
-        if len(rows) == 1:  # asyncpg's executemany costs more than execute for one row
-            positional = self._positional(rows[0])
-            driver = await self._announce(connection, positional, many=False)
-            await driver.execute(self.sql, *positional)
-            return
-        many = [self._positional(row) for row in rows]
-        driver = await self._announce(connection, many, many=True)
-        await driver.executemany(self.sql, many)
+        elif len(rows) == 1:  # asyncpg's executemany costs more than execute for one row
+            await self._send(connection, "execute", self._positional(rows[0]))
+        else:
+            await self._send(connection, "executemany", [self._positional(row) for row in rows])
 
     async def _rows(self, executor: Executor, params: Mapping[str, Any]) -> Sequence[Any]:
         connection = await _postgresql_connection(executor)
         if connection is None:
             return (await executor.execute(self.statement, params)).all()
-        positional = self._positional(params)
-        driver = await self._announce(connection, positional, many=False)
-        return await driver.fetch(self.sql, *positional)  # type: ignore[no-any-return]
+        rows: Sequence[Any] = await self._send(connection, "fetch", self._positional(params))
+        return rows
 
-    async def _announce(self, connection: AsyncConnection, parameters: Any, *, many: bool) -> Any:
-        """The asyncpg connection, once SQLAlchemy's `before_cursor_execute` listeners (query
-        counters, tracing) have heard of the statement, as they would of one of its own."""
+    async def _send(self, connection: AsyncConnection, method: str, parameters: list[Any]) -> Any:
+        """Send the statement on the asyncpg connection under `connection`, as SQLAlchemy would
+        have: announced to its `before_cursor_execute` listeners (query counters, tracing),
+        inside the session's transaction, and failing with SQLAlchemy's exceptions."""
+        many = method == "executemany"
         sync = connection.sync_connection
         assert sync is not None
         sync.dispatch.before_cursor_execute(sync, None, self.sql, parameters, None, many)
@@ -142,7 +139,39 @@ class Statement:
             # statement: one sent past it would run outside the session's transaction (and a
             # FOR UPDATE would lock nothing).
             await adapter._start_transaction()
-        return raw.driver_connection
+        send = getattr(raw.driver_connection, method)
+        try:
+            return await (send(self.sql, parameters) if many else send(self.sql, *parameters))
+        except Exception as error:
+            raise await _translated(connection, adapter, self.sql, error) from error
+
+
+async def _translated(
+    connection: AsyncConnection, adapter: Any, statement: str, error: Exception
+) -> Exception:
+    """asyncpg's error as SQLAlchemy raises it, so the error handlers answer alike on both paths:
+    a unique violation is an IntegrityError, a NUL byte a DataError (422), a lost connection a
+    disconnect (503) whose connection is invalidated. Parameters are hidden: they are PHI."""
+    dialect = connection.dialect
+    dbapi = dialect.loaded_dbapi
+    try:
+        adapter._handle_exception(error)  # raises the DBAPI-shaped error SQLAlchemy would see
+    except dbapi.Error as dbapi_error:
+        gone = dialect.is_disconnect(dbapi_error, adapter, None)
+        if gone:
+            await connection.invalidate()
+        return DBAPIError.instance(
+            statement,
+            None,
+            dbapi_error,
+            dbapi.Error,
+            hide_parameters=True,
+            connection_invalidated=gone,
+            dialect=dialect,
+        )
+    except Exception as other:
+        return other
+    return error
 
 
 async def _postgresql_connection(
