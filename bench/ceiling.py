@@ -10,7 +10,7 @@ text and parameters, in the same order, and answers the same JSON shape, the sam
 ETag. Where the service's statement is a `Statement` built once at import (app.core.driver),
 the ceiling imports it and sends its `.sql` with the parameters in its order (`_positional`, which
 also applies the columns' bind processing), so that the two cannot drift apart; the statements
-the ORM writes (the completion, its revision and events, the assignment's end) are the constants
+the ORM still writes (the assignment read and ended when its series is done) are the constants
 below, captured from the service.
 
 What it does:
@@ -71,7 +71,15 @@ from app.core import idempotency
 from app.core.driver import Statement
 from app.core.ids import new_id
 from app.core.scopes import Context
-from app.services import assignments, audit, caseload, completions, homework, reminders
+from app.services import (
+    assignments,
+    audit,
+    caseload,
+    completions,
+    events,
+    homework,
+    reminders,
+)
 
 # --- The service's statements ---------------------------------------------------------------------
 
@@ -95,13 +103,11 @@ INSERT_AUDIT = audit._INSERT
 CLAIM_IDEMPOTENCY_KEY = idempotency._CLAIM
 STORE_IDEMPOTENT_RESPONSE = idempotency._STORE
 
-# Written by the ORM's flushes (the new rows, the assignment's end), verbatim.
+INSERT_COMPLETION = completions._INSERT_COMPLETION.sql
+INSERT_REVISION = completions._INSERT_REVISION.sql
+INSERT_EVENT = events._INSERT.sql
 
-INSERT_COMPLETION = """INSERT INTO completions (id, tenant_id, occurrence_id, assignment_id, client_id, kind, status, answers, barriers, barrier_note, helpfulness, effort, minutes_spent, reflection, completed_at, time_zone, received_at, late, recorded_by_kind, recorded_by_id, in_session, score, severity, distress_flagged, distress_reasons, feedback, reviewed_by, reviewed_at, created_at, updated_at, version) VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, $4::VARCHAR, $5::VARCHAR, $6::VARCHAR, $7::VARCHAR, $8::JSON, $9::JSON, $10::VARCHAR, $11::INTEGER, $12::INTEGER, $13::INTEGER, $14::VARCHAR, $15::TIMESTAMP WITH TIME ZONE, $16::VARCHAR, $17::TIMESTAMP WITH TIME ZONE, $18::BOOLEAN, $19::VARCHAR, $20::VARCHAR, $21::BOOLEAN, $22::INTEGER, $23::VARCHAR, $24::BOOLEAN, $25::JSON, $26::VARCHAR, $27::VARCHAR, $28::TIMESTAMP WITH TIME ZONE, $29::TIMESTAMP WITH TIME ZONE, $30::TIMESTAMP WITH TIME ZONE, $31::INTEGER)"""  # noqa: E501
-
-INSERT_REVISION = """INSERT INTO completion_revisions (id, completion_id, number, snapshot, recorded_by_kind, recorded_by_id, created_at) VALUES ($1::VARCHAR, $2::VARCHAR, $3::INTEGER, $4::JSON, $5::VARCHAR, $6::VARCHAR, $7::TIMESTAMP WITH TIME ZONE)"""  # noqa: E501
-
-INSERT_EVENT = """INSERT INTO events (id, tenant_id, type, occurred_at, client_id, subject, changed_fields, sequence, fanned_out_at, endpoint_id) VALUES ($1::VARCHAR, $2::VARCHAR, $3::VARCHAR, $4::TIMESTAMP WITH TIME ZONE, $5::VARCHAR, $6::JSON, $7::JSON, $8::INTEGER, $9::TIMESTAMP WITH TIME ZONE, $10::VARCHAR)"""  # noqa: E501
+# Written by the ORM (the assignment's end, when its series is done), verbatim.
 
 ASSIGNMENT_BY_ID = """SELECT assignments.id, assignments.tenant_id, assignments.client_id, assignments.clinician_id, assignments.template_id, assignments.template_version_id, assignments.kind, assignments.title, assignments.instructions, assignments.purpose, assignments.difficulty_step, assignments.status, assignments.schedule_type, assignments.rrule, assignments.start_local, assignments.starts_at, assignments.due_at, assignments.opens_before_minutes, assignments.grace_minutes, assignments.materialized_until, assignments.series_complete, assignments.ordinal_base, assignments.reminder_policy, assignments.cancelled_at, assignments.ended_at, assignments.created_at, assignments.updated_at, assignments.version 
 FROM assignments 

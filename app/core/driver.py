@@ -199,5 +199,10 @@ def param(name: str) -> BindParameter[Any]:
     return bindparam(name, required=False)
 
 
+def values_of(instance: Any, table: Table) -> dict[str, Any]:
+    """An ORM object's column values, by column name: a row for an INSERT `Statement`."""
+    return {column.name: getattr(instance, column.name) for column in table.columns}
+
+
 def columns_of(*tables: Table) -> list[ColumnElement[Any]]:
     return [column for table in tables for column in table.columns]

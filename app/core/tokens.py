@@ -65,7 +65,7 @@ class RecentlyVerified:
     cached read. Only ours: a tenant's identity provider can be distrusted at any moment, our
     keys change only with a restart."""
 
-    def __init__(self, size: int = 4096) -> None:
+    def __init__(self, size: int = 16384) -> None:
         self.size = size
         self._tokens: OrderedDict[str, VerifiedToken] = OrderedDict()
 

@@ -12,23 +12,38 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.driver import Statement, columns_of, param
+from app.core.driver import Statement, columns_of, param, values_of
 from app.core.errors import Conflict, FieldError, Forbidden, NotFound, ValidationFailed, field_error
 from app.core.ids import new_id
 from app.core.pagination import page_of, paginate
 from app.core.scopes import Context
 from app.core.security import Principal
-from app.models import Assignment, Completion, CompletionRevision, Occurrence, TemplateVersion
-from app.models.tables import ASSIGNMENTS, CLIENTS, OCCURRENCES, TEMPLATE_VERSIONS
+from app.models import (
+    Assignment,
+    Completion,
+    CompletionRevision,
+    Event,
+    Occurrence,
+    TemplateVersion,
+)
+from app.models.base import utcnow
+from app.models.tables import (
+    ASSIGNMENTS,
+    CLIENTS,
+    COMPLETION_REVISIONS,
+    COMPLETIONS,
+    OCCURRENCES,
+    TEMPLATE_VERSIONS,
+)
 from app.schemas.completions import CompletionCreate, CompletionFields, CompletionUpdate
 from app.services import assignments, audit, reminders
 from app.services.access import client_visibility_of, visible_completions
 from app.services.audit import Action
-from app.services.events import EventType, record_event
+from app.services.events import EventType, new_event, record_event, write_events
 from app.services.measures import score_for_kind
 from app.services.response_schema import distress_signals, validate_answers
 from app.services.statuses import OccurrenceStatus
@@ -125,14 +140,16 @@ def _revision(completion: Completion, principal: Principal) -> CompletionRevisio
     )
 
 
-def _flag(session: AsyncSession, completion: Completion, reasons: list[str]) -> None:
+def _flag(completion: Completion, reasons: list[str]) -> list[Event]:
+    """Flag the completion; the event to record if it was not flagged before."""
     newly = not completion.distress_flagged and bool(reasons)
     completion.distress_reasons = sorted(set(completion.distress_reasons) | set(reasons))
-    if newly:
-        completion.distress_flagged = True
-        # At once, in the same transaction: the vendor pages someone on this event.
-        record_event(
-            session,
+    if not newly:
+        return []
+    completion.distress_flagged = True
+    # At once, in the same transaction: the vendor pages someone on this event.
+    return [
+        new_event(
             completion.tenant_id,
             EventType.completion_distress_flagged,
             client_id=completion.client_id,
@@ -140,6 +157,7 @@ def _flag(session: AsyncSession, completion: Completion, reasons: list[str]) -> 
             occurrence_id=completion.occurrence_id,
             assignment_id=completion.assignment_id,
         )
+    ]
 
 
 async def _assignment_and_version(
@@ -172,6 +190,8 @@ def _locked_occurrence(kind: Context) -> Statement:
 
 
 _LOCKED_OCCURRENCE = {kind: _locked_occurrence(kind) for kind in Context}
+_INSERT_COMPLETION = Statement(insert(COMPLETIONS))
+_INSERT_REVISION = Statement(insert(COMPLETION_REVISIONS))
 _MOVE_OCCURRENCE = Statement(
     OCCURRENCES.update()
     .where(OCCURRENCES.c.id == param("occurrence_id"))
@@ -197,6 +217,7 @@ async def create(
     completed_at = body.completed_at or now
     if completed_at > now + CLOCK_SKEW:
         raise ValidationFailed.for_field("body", ["completed_at"], "is in the future", "future")
+    stamp = utcnow()
     completion = Completion(
         tenant_id=occurrence.tenant_id,
         occurrence_id=occurrence.id,
@@ -210,29 +231,39 @@ async def create(
         recorded_by_kind=principal.kind.value,
         recorded_by_id=principal.subject_id,
         in_session=principal.is_clinician,
+        distress_flagged=False,
         distress_reasons=[],
-        # Known now, not at the flush: its revision and events name them.
+        feedback=None,
+        reviewed_by=None,
+        reviewed_at=None,
+        created_at=stamp,
+        updated_at=stamp,
         id=new_id("cmp"),
         version=1,
         **body.model_dump(include=set(CONTENT_FIELDS)),
     )
     reasons = _assess(completion, version.response_schema)
-    session.add(completion)
-    session.add(_revision(completion, principal))
-    record_event(
-        session,
-        completion.tenant_id,
-        EventType.completion_created,
-        client_id=completion.client_id,
-        completion_id=completion.id,
-        occurrence_id=occurrence.id,
-        assignment_id=assignment.id,
-    )
-    _flag(session, completion, reasons)
+    events = [
+        new_event(
+            completion.tenant_id,
+            EventType.completion_created,
+            client_id=completion.client_id,
+            completion_id=completion.id,
+            occurrence_id=occurrence.id,
+            assignment_id=assignment.id,
+        ),
+        *_flag(completion, reasons),
+    ]
+    # Written as statements, not through the unit of work: the completion is never changed
+    # again in this request, and the object only shapes the response.
     try:
-        await session.flush()
+        await _INSERT_COMPLETION.execute_many(session, [values_of(completion, COMPLETIONS)])
     except IntegrityError as exc:
         raise Conflict("This occurrence already has a completion; edit it instead.") from exc
+    revision = _revision(completion, principal)
+    revision.id, revision.created_at = new_id("cmr"), stamp
+    await _INSERT_REVISION.execute_many(session, [values_of(revision, COMPLETION_REVISIONS)])
+    await write_events(session, events)
     await _MOVE_OCCURRENCE.execute_many(
         session,
         [
@@ -334,7 +365,7 @@ async def update(
         occurrence_id=completion.occurrence_id,
         assignment_id=completion.assignment_id,
     )
-    _flag(session, completion, reasons)
+    session.add_all(_flag(completion, reasons))
     await session.flush()
     await audit.record(
         session, principal, Action.update, "completion", [(completion.client_id, completion.id)]

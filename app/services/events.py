@@ -6,12 +6,17 @@ There is no place here for free text, so answers, notes and names cannot leak in
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.driver import Statement, values_of
+from app.core.ids import new_id
 from app.models import Event
+from app.models.base import utcnow
+from app.models.tables import EVENTS
 
 
 class EventType(StrEnum):
@@ -30,6 +35,29 @@ class EventType(StrEnum):
     client_erased = "client.erased"
 
 
+def new_event(
+    tenant_id: str,
+    event_type: EventType,
+    *,
+    client_id: str | None,
+    changed_fields: Iterable[str] = (),
+    **ids: str | None,
+) -> Event:
+    """An event, not yet in any session: `record_event` adds it, `write_events` inserts it."""
+    return Event(
+        id=new_id("evt"),
+        tenant_id=tenant_id,
+        type=event_type.value,
+        occurred_at=utcnow(),
+        client_id=client_id,
+        subject={name: value for name, value in ids.items() if value is not None},
+        changed_fields=sorted(changed_fields),
+        sequence=None,
+        fanned_out_at=None,
+        endpoint_id=None,
+    )
+
+
 def record_event(
     session: AsyncSession,
     tenant_id: str,
@@ -40,12 +68,17 @@ def record_event(
     **ids: str | None,
 ) -> Event:
     """Add an event to the session; it is written with the rest of the transaction."""
-    event = Event(
-        tenant_id=tenant_id,
-        type=event_type.value,
-        client_id=client_id,
-        subject={name: value for name, value in ids.items() if value is not None},
-        changed_fields=sorted(changed_fields),
+    event = new_event(
+        tenant_id, event_type, client_id=client_id, changed_fields=changed_fields, **ids
     )
     session.add(event)
     return event
+
+
+_INSERT = Statement(insert(EVENTS))
+
+
+async def write_events(session: AsyncSession, events: Sequence[Event]) -> None:
+    """Insert events now, in the session's transaction, without the unit of work (the
+    completion POST's path)."""
+    await _INSERT.execute_many(session, [values_of(event, EVENTS) for event in events])
