@@ -52,7 +52,7 @@ def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool) -> N
     if demo:
         _ensure_demo(f"http://{host}:{port}")
     uvicorn.run(
-        "app.main:create_app",
+        "app.main:create_served_app",
         factory=True,
         host=host,
         port=port,
