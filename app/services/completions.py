@@ -8,6 +8,7 @@ distress mark (PHQ-9 item 9 above 0 among them). Every version is kept.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,7 +44,7 @@ from app.schemas.completions import CompletionCreate, CompletionFields, Completi
 from app.services import assignments, audit, reminders
 from app.services.access import client_visibility_of, visible_completions
 from app.services.audit import Action
-from app.services.events import EventType, new_event, record_event, write_events
+from app.services.events import EventType, new_event, write_events
 from app.services.measures import score_for_kind
 from app.services.response_schema import distress_signals, validate_answers
 from app.services.statuses import OccurrenceStatus
@@ -148,16 +149,21 @@ def _flag(completion: Completion, reasons: list[str]) -> list[Event]:
         return []
     completion.distress_flagged = True
     # At once, in the same transaction: the vendor pages someone on this event.
-    return [
-        new_event(
-            completion.tenant_id,
-            EventType.completion_distress_flagged,
-            client_id=completion.client_id,
-            completion_id=completion.id,
-            occurrence_id=completion.occurrence_id,
-            assignment_id=completion.assignment_id,
-        )
-    ]
+    return [_event(completion, EventType.completion_distress_flagged)]
+
+
+def _event(
+    completion: Completion, event_type: EventType, changed_fields: Sequence[str] = ()
+) -> Event:
+    return new_event(
+        completion.tenant_id,
+        event_type,
+        client_id=completion.client_id,
+        changed_fields=changed_fields,
+        completion_id=completion.id,
+        occurrence_id=completion.occurrence_id,
+        assignment_id=completion.assignment_id,
+    )
 
 
 async def _assignment_and_version(
@@ -243,17 +249,7 @@ async def create(
         **body.model_dump(include=set(CONTENT_FIELDS)),
     )
     reasons = _assess(completion, version.response_schema)
-    events = [
-        new_event(
-            completion.tenant_id,
-            EventType.completion_created,
-            client_id=completion.client_id,
-            completion_id=completion.id,
-            occurrence_id=occurrence.id,
-            assignment_id=assignment.id,
-        ),
-        *_flag(completion, reasons),
-    ]
+    events = [_event(completion, EventType.completion_created), *_flag(completion, reasons)]
     # Written as statements, not through the unit of work: the completion is never changed
     # again in this request, and the object only shapes the response.
     try:
@@ -355,17 +351,9 @@ async def update(
     occurrence = await session.get(Occurrence, completion.occurrence_id)
     assert occurrence is not None
     occurrence.status = OCCURRENCE_STATUS[completion.status]
-    record_event(
-        session,
-        completion.tenant_id,
-        EventType.completion_updated,
-        client_id=completion.client_id,
-        changed_fields=changed,
-        completion_id=completion.id,
-        occurrence_id=completion.occurrence_id,
-        assignment_id=completion.assignment_id,
+    session.add_all(
+        [_event(completion, EventType.completion_updated, changed), *_flag(completion, reasons)]
     )
-    session.add_all(_flag(completion, reasons))
     await session.flush()
     await audit.record(
         session, principal, Action.update, "completion", [(completion.client_id, completion.id)]
@@ -386,16 +374,7 @@ async def review(
     completion.reviewed_by = principal.subject_id
     completion.reviewed_at = now
     await session.flush()
-    record_event(
-        session,
-        completion.tenant_id,
-        EventType.completion_reviewed,
-        client_id=completion.client_id,
-        changed_fields=["review"],
-        completion_id=completion.id,
-        occurrence_id=completion.occurrence_id,
-        assignment_id=completion.assignment_id,
-    )
+    session.add(_event(completion, EventType.completion_reviewed, ["review"]))
     return completion
 
 
