@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 from pydantic.config import JsonDict, JsonValue
 
 from app.schemas.common import (
@@ -23,7 +23,7 @@ from app.services.template_catalog import BUILTIN_TEMPLATES
 Title = Annotated[str, Field(min_length=1, max_length=200)]
 LongText = Annotated[str, Field(min_length=1, max_length=10_000)]
 DifficultyStep = Annotated[
-    int,
+    StrictInt,
     Field(
         ge=1, le=10, description="Where this sits on the client's ladder: 1 is the smallest step."
     ),
@@ -138,13 +138,13 @@ Schedule = Annotated[
 
 
 class Window(RequestModel):
-    opens_before_minutes: int = Field(
+    opens_before_minutes: StrictInt = Field(
         default=720,
         ge=0,
         le=10_080,
         description="How long before its due time a recurring occurrence opens.",
     )
-    grace_minutes: int = Field(
+    grace_minutes: StrictInt = Field(
         default=720, ge=0, le=10_080, description="How long after its due time it can be done."
     )
 
@@ -156,12 +156,12 @@ class ReminderPolicyIn(RequestModel):
     local_times: list[LocalTime] = Field(
         default_factory=list, max_length=6, description="Local times of day on the due date."
     )
-    lead_minutes: list[Annotated[int, Field(ge=0, le=10_080)]] = Field(
+    lead_minutes: list[Annotated[StrictInt, Field(ge=0, le=10_080)]] = Field(
         default_factory=list, max_length=6, description="Minutes before each due time."
     )
-    only_if_not_done: bool = Field(default=True, description="Stop once the work is done.")
-    max_per_day: int | None = Field(default=None, ge=1, le=24, description="Per local day.")
-    enabled: bool = True
+    only_if_not_done: StrictBool = Field(default=True, description="Stop once the work is done.")
+    max_per_day: StrictInt | None = Field(default=None, ge=1, le=24, description="Per local day.")
+    enabled: StrictBool = True
 
 
 class AssignmentCreate(RequestModel):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 from pydantic.config import JsonDict
 
 from app.schemas.common import (
@@ -28,7 +28,7 @@ Barrier = Literal[
     "other",
 ]
 CompletionStatus = Literal["done", "partial", "not_done"]
-Scale = Annotated[int, Field(ge=0, le=10)]
+Scale = Annotated[StrictInt, Field(ge=0, le=10)]
 MAX_REFLECTION = 4000
 MAX_NOTE = 2000
 
@@ -70,7 +70,7 @@ class CompletionFields(RequestModel):
     barrier_note: str | None = Field(default=None, max_length=MAX_NOTE)
     helpfulness: Scale | None = Field(default=None, description="0 (not at all) to 10.")
     effort: Scale | None = Field(default=None, description="0 (none) to 10 (all I had).")
-    minutes_spent: int | None = Field(default=None, ge=0, le=1440)
+    minutes_spent: StrictInt | None = Field(default=None, ge=0, le=1440)
     reflection: str | None = Field(default=None, max_length=MAX_REFLECTION)
 
 

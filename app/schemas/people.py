@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from pydantic.config import JsonDict
 
 from app.schemas.common import (
@@ -92,8 +92,8 @@ class ClientCreate(RequestModel):
     locale: Locale = "en"
     quiet_hours: QuietHours | None = None
     next_session_at: Instant | None = None
-    reminders_muted: bool = False
-    max_reminders_per_day: int | None = MaxRemindersPerDay
+    reminders_muted: StrictBool = False
+    max_reminders_per_day: StrictInt | None = MaxRemindersPerDay
 
 
 class ClientUpdate(RequestModel):
@@ -115,8 +115,8 @@ class ClientUpdate(RequestModel):
     locale: Locale | None = None
     quiet_hours: QuietHours | None = None
     next_session_at: Instant | None = None
-    reminders_muted: bool | None = None
-    max_reminders_per_day: int | None = MaxRemindersPerDay
+    reminders_muted: StrictBool | None = None
+    max_reminders_per_day: StrictInt | None = MaxRemindersPerDay
 
 
 class ClientOut(BaseModel):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt
 from pydantic.config import JsonDict
 
 from app.schemas.common import (
@@ -58,7 +58,9 @@ Purpose = Annotated[
     Field(min_length=1, max_length=5_000, description='Why it helps: "why this matters to you".'),
     StorableText,
 ]
-EstimatedMinutes = Annotated[int, Field(ge=1, le=600, description="How long it usually takes.")]
+EstimatedMinutes = Annotated[
+    StrictInt, Field(ge=1, le=600, description="How long it usually takes.")
+]
 # The examples' custom template, "Worry time": what its answers contain.
 _WORRY_SCHEMA: JsonDict = {
     "type": "object",

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 from pydantic.config import JsonDict, JsonValue
 
 from app.schemas.common import (
@@ -72,7 +72,7 @@ class EndpointCreate(RequestModel):
         default_factory=list, max_length=50, description="Empty: every event type."
     )
     description: str | None = Field(default=None, max_length=500)
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class EndpointUpdate(RequestModel):
@@ -88,7 +88,9 @@ class EndpointUpdate(RequestModel):
     url: str | None = Field(default=None, min_length=1, max_length=2000)
     event_types: list[str] | None = Field(default=None, max_length=50)
     description: str | None = Field(default=None, max_length=500)
-    enabled: bool | None = Field(default=None, description="Re-enabling clears the failure record.")
+    enabled: StrictBool | None = Field(
+        default=None, description="Re-enabling clears the failure record."
+    )
 
 
 class RotateSecret(RequestModel):
@@ -96,7 +98,7 @@ class RotateSecret(RequestModel):
         json_schema_extra={"examples": [{"overlap_hours": 24}]}
     )
 
-    overlap_hours: int = Field(
+    overlap_hours: StrictInt = Field(
         default=24, ge=0, le=168, description="How long the old secret keeps signing too."
     )
 
