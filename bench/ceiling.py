@@ -8,7 +8,7 @@ worker like the service (uvloop and httptools, as uvicorn picks them for both). 
 benchmark scenario it sends PostgreSQL the same statements as the service does, with the same
 text and parameters, in the same order, and answers the same JSON shape, the same status and the
 ETag. Where the service's statement is a `Statement` built once at import (app.core.driver),
-the ceiling imports it and sends its `.sql` with the parameters in its order (`_positional`, which
+the ceiling imports it and sends its `.sql` with the parameters in its order (`positional`, which
 also applies the columns' bind processing), so that the two cannot drift apart; the statements
 the ORM still writes (the assignment read and ended when its series is done) are the constants
 below, captured from the service.
@@ -138,7 +138,7 @@ GAD7_BANDS = ((4, "minimal"), (9, "mild"), (14, "moderate"), (21, "severe"))
 
 def args(statement: Statement, **params: Any) -> list[Any]:
     """The statement's parameters in its positional order (with the values it holds itself)."""
-    return statement._positional(params)
+    return statement.positional(params)
 
 
 def columns(statement: Statement) -> dict[str, int]:

@@ -1,7 +1,7 @@
 """The database: one async engine per process, and one transaction per request.
 
-The request's session commits after the route returns and before the response is sent (the
-dependency is function-scoped), and rolls back on any error. Services `flush()`, never commit.
+The request's session commits after the route returns and before the response is sent, and
+rolls back on any error (app.core.routing.TransactionRoute). Services `flush()`, never commit.
 On PostgreSQL a GET runs without BEGIN/COMMIT: its statements are reads and at most one audit
 INSERT, each atomic on its own, so the transaction would only cost two round trips.
 """
@@ -46,8 +46,8 @@ def create_engine(settings: Settings) -> AsyncEngine:
 def _ping_idle_connections(engine: AsyncEngine, idle_after: float) -> None:
     """SQLAlchemy's `pool_pre_ping` pings on every checkout, which on asyncpg is `BEGIN; ";";
     ROLLBACK`: three round trips per request. Only a connection that sat idle can have been cut
-    while nobody watched; one that dies under load fails its statement, and the disconnect
-    invalidates it and every connection opened before it."""
+    while nobody watched; one that dies under load fails its statement (503), and the
+    disconnect invalidates it."""
 
     @event.listens_for(engine.sync_engine, "checkin")
     def on_checkin(_dbapi_connection: Any, record: Any) -> None:

@@ -80,7 +80,8 @@ class Statement:
         # What SQLAlchemy would do to each value on its way to asyncpg (JSON to text, say).
         self._processors = [_bind_processor(compiled.binds.get(name)) for name in self._order]
 
-    def _positional(self, params: Mapping[str, Any]) -> list[Any]:
+    def positional(self, params: Mapping[str, Any]) -> list[Any]:
+        """The values in the order of the `$n` placeholders, bind-processed."""
         values = {**self._constants, **params}
         return [
             value if process is None else process(value)
@@ -113,15 +114,15 @@ class Statement:
         if connection is None:
             await executor.execute(self.statement, list(rows) if len(rows) > 1 else rows[0])
         elif len(rows) == 1:  # asyncpg's executemany costs more than execute for one row
-            await self._send(connection, "execute", self._positional(rows[0]))
+            await self._send(connection, "execute", self.positional(rows[0]))
         else:
-            await self._send(connection, "executemany", [self._positional(row) for row in rows])
+            await self._send(connection, "executemany", [self.positional(row) for row in rows])
 
     async def _rows(self, executor: Executor, params: Mapping[str, Any]) -> Sequence[Any]:
         connection = await _postgresql_connection(executor)
         if connection is None:
             return (await executor.execute(self.statement, params)).all()
-        rows: Sequence[Any] = await self._send(connection, "fetch", self._positional(params))
+        rows: Sequence[Any] = await self._send(connection, "fetch", self.positional(params))
         return rows
 
     async def _send(self, connection: AsyncConnection, method: str, parameters: list[Any]) -> Any:

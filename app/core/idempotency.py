@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -90,8 +89,15 @@ async def claim_idempotency_key(
         request.method.encode() + b" " + request.url.path.encode() + b"\n" + await request.body()
     ).hexdigest()
     now = utcnow()
-    if not await _claim_new(database, caller, key, digest, now):
-        await _claim_used(database, caller, key, digest, now)
+    claim = {
+        "claimant": caller,
+        "claimed_key": key,
+        "digest": digest,
+        "now": now,
+        "expires_at": now + KEY_LIFETIME,
+    }
+    if not await _claim_new(database, claim):
+        await _claim_used(database, claim)
     request.state.idempotency_claim = Claim(caller, key)
 
 
@@ -127,33 +133,26 @@ _STORE = Statement(
 )
 
 
-async def _claim_new(database: Database, caller: str, key: str, digest: str, now: datetime) -> bool:
+async def _claim_new(database: Database, claim: dict[str, Any]) -> bool:
     """The common case, a key never seen: claimed and committed in one statement."""
     async with database.autocommit_engine.begin() as connection:
-        claimed = await _CLAIM.scalars(
-            connection,
-            claimant=caller,
-            claimed_key=key,
-            digest=digest,
-            now=now,
-            expires_at=now + KEY_LIFETIME,
-        )
-    return bool(claimed)
+        return bool(await _CLAIM.scalars(connection, **claim))
 
 
-async def _claim_used(
-    database: Database, caller: str, key: str, digest: str, now: datetime
-) -> None:
+async def _claim_used(database: Database, claim: dict[str, Any]) -> None:
     """A key seen before: a retry (replayed or 409 while in flight), a reuse with another body
     (422), or a claim expired or abandoned by a dead process (taken over)."""
+    now = claim["now"]
     async with AsyncSession(database.engine) as session, session.begin():
-        existing = await session.get(IdempotencyKey, (caller, key), with_for_update=True)
+        existing = await session.get(
+            IdempotencyKey, (claim["claimant"], claim["claimed_key"]), with_for_update=True
+        )
         if existing is not None:
             taken_over = existing.expires_at <= now or (
                 existing.state == "in_flight" and existing.created_at <= now - ABANDONED_AFTER
             )
             if not taken_over:
-                if existing.request_hash != digest:
+                if existing.request_hash != claim["digest"]:
                     raise IdempotencyKeyReused(
                         "This Idempotency-Key was used for a different request."
                     )
@@ -162,20 +161,9 @@ async def _claim_used(
                 raise Replay(existing)
             await session.delete(existing)
             await session.flush()
-        session.add(
-            IdempotencyKey(
-                caller=caller,
-                key=key,
-                request_hash=digest,
-                state="in_flight",
-                created_at=now,
-                expires_at=now + KEY_LIFETIME,
-            )
-        )
-        try:
-            await session.flush()
-        except IntegrityError as exc:  # a concurrent twin claimed it between our read and write
-            raise Conflict("A request with this Idempotency-Key is still in flight.") from exc
+        if not await _CLAIM.scalars(session, **claim):
+            # A concurrent twin claimed it between our read and our write.
+            raise Conflict("A request with this Idempotency-Key is still in flight.")
 
 
 async def store_response(session: AsyncSession, claim: Claim, response: Response) -> None:

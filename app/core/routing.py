@@ -22,9 +22,11 @@ from starlette.responses import Response
 from app.core import idempotency
 from app.core.db import REQUEST_SESSION_KEY, open_request_session
 
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
 
 class TransactionRoute(APIRoute):
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+    def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
 
         async def handle(request: Request) -> Response:
@@ -41,9 +43,7 @@ class TransactionRoute(APIRoute):
 
         return handle
 
-    async def respond(
-        self, request: Request, handler: Callable[[Request], Coroutine[Any, Any, Response]]
-    ) -> Response:
+    async def respond(self, request: Request, handler: Handler) -> Response:
         return await handler(request)
 
     async def before_commit(self, request: Request, response: Response) -> None:
@@ -64,9 +64,7 @@ class AppRoute(TransactionRoute):
             ]
         super().__init__(path, endpoint, **kwargs)
 
-    async def respond(
-        self, request: Request, handler: Callable[[Request], Coroutine[Any, Any, Response]]
-    ) -> Response:
+    async def respond(self, request: Request, handler: Handler) -> Response:
         try:
             return await handler(request)
         except idempotency.Replay as replay:

@@ -9,7 +9,6 @@ from sqlalchemy import Table
 from app.models import (
     Assignment,
     AuditEvent,
-    CareTeamMember,
     Client,
     Completion,
     CompletionRevision,
@@ -23,7 +22,6 @@ from app.models import (
 
 ASSIGNMENTS = cast(Table, Assignment.__table__)
 AUDIT_EVENTS = cast(Table, AuditEvent.__table__)
-CARE_TEAM_MEMBERS = cast(Table, CareTeamMember.__table__)
 CLIENTS = cast(Table, Client.__table__)
 COMPLETIONS = cast(Table, Completion.__table__)
 COMPLETION_REVISIONS = cast(Table, CompletionRevision.__table__)

@@ -11,9 +11,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, exists, select, true
 
+from app.core.driver import param
 from app.core.scopes import Context
 from app.core.security import Principal
 from app.models import Assignment, CareTeamMember, Client, Clinician, Completion, Occurrence
+from app.models.tables import ASSIGNMENTS
 
 
 def client_visibility(principal: Principal, client_id_column: Any) -> ColumnElement[bool]:
@@ -73,6 +75,16 @@ def visible_assignments(principal: Principal) -> Select[Assignment]:
     return select(Assignment).where(
         Assignment.tenant_id == principal.tenant_id,
         client_visibility(principal, Assignment.client_id),
+    )
+
+
+def assignment_rows_visible_to(kind: Context) -> Select[Any]:
+    """`visible_assignments` as table columns, for a statement built once per kind of caller
+    (app.core.driver): the tenant and the caller's id are the parameters `tenant_id` and
+    `subject_id`."""
+    return select(*ASSIGNMENTS.c).where(
+        ASSIGNMENTS.c.tenant_id == param("tenant_id"),
+        client_visibility_of(kind, param("subject_id"), ASSIGNMENTS.c.client_id),
     )
 
 

@@ -68,7 +68,7 @@ def is_done() -> ColumnElement[bool]:
     return Occurrence.status.in_(DONE_STATUSES)
 
 
-def _ones(condition: ColumnElement[bool]) -> ColumnElement[Any]:
+def ones(condition: ColumnElement[bool]) -> ColumnElement[Any]:
     return func.sum(case((condition, 1), else_=0))
 
 
@@ -77,7 +77,7 @@ def _barrier_sums() -> list[ColumnElement[Any]]:
     its quotes) occurs in the JSON list's text exactly when the code is in the list: the same
     SQL on PostgreSQL (`json` cast to text) and SQLite (JSON stored as text)."""
     text = cast(Completion.barriers, String)
-    return [_ones(text.like(f'%"{code}"%')) for code in BARRIERS]
+    return [ones(text.like(f'%"{code}"%')) for code in BARRIERS]
 
 
 def ratio(part: int, whole: int) -> float | None:
@@ -201,9 +201,9 @@ async def _figures_by_kind(
         visible_occurrences(principal)
         .with_only_columns(
             Assignment.kind,
-            _ones(counted(now)),
-            _ones(done),
-            _ones(and_(done, Completion.late.is_(False))),
+            ones(counted(now)),
+            ones(done),
+            ones(and_(done, Completion.late.is_(False))),
             func.coalesce(func.sum(Completion.helpfulness), 0),
             func.count(Completion.helpfulness),
             *_barrier_sums(),

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, exists, func, select
+from sqlalchemy import exists, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.driver import Statement, param
@@ -37,7 +37,11 @@ from app.schemas.assignments import (
     Window,
 )
 from app.services import audit, reminders, scheduling, templates
-from app.services.access import client_visibility_of, visible_assignments, visible_clients
+from app.services.access import (
+    assignment_rows_visible_to,
+    visible_assignments,
+    visible_clients,
+)
 from app.services.audit import Action
 from app.services.events import EventType, record_event
 from app.services.recurrence import Recurrence, RecurrenceError, local_to_utc
@@ -213,16 +217,11 @@ async def read(session: AsyncSession, principal: Principal, assignment_id: str) 
     return assignment
 
 
-def _visible(kind: Context) -> Select[Any]:
-    """`visible_assignments` for a statement built once per kind of caller."""
-    return select(*ASSIGNMENTS.c).where(
-        ASSIGNMENTS.c.tenant_id == param("tenant_id"),
-        client_visibility_of(kind, param("subject_id"), ASSIGNMENTS.c.client_id),
-    )
-
-
 _READ = {
-    kind: Statement(_visible(kind).where(ASSIGNMENTS.c.id == param("assignment_id")), [ASSIGNMENTS])
+    kind: Statement(
+        assignment_rows_visible_to(kind).where(ASSIGNMENTS.c.id == param("assignment_id")),
+        [ASSIGNMENTS],
+    )
     for kind in Context
 }
 _OCCURRENCES_OF = Statement(
@@ -237,7 +236,7 @@ _OCCURRENCES_OF = Statement(
 def _search_statement(kind: Context, filters: tuple[str, ...], after: bool) -> Statement:
     """One statement per shape of search (the caller's kind, the filters given, a cursor or
     not), built on first use; the values come with each call."""
-    statement = _visible(kind)
+    statement = assignment_rows_visible_to(kind)
     for name in filters:
         if name in ("client_id", "status", "kind"):
             statement = statement.where(ASSIGNMENTS.c[name] == param(name))

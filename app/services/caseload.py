@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -28,7 +28,7 @@ from app.core.scopes import Context
 from app.core.security import Principal
 from app.models import CareTeamMember, Client, Clinician, Completion, Occurrence
 from app.services import audit
-from app.services.adherence import COMPLETED_WORK, counted, is_done, mean, ratio
+from app.services.adherence import COMPLETED_WORK, counted, is_done, mean, ones, ratio
 from app.services.audit import Action
 from app.services.statuses import OccurrenceStatus
 
@@ -140,10 +140,6 @@ def _clients(kind: Context) -> Statement:
     )
 
 
-def _ones(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-    return func.sum(case((condition, 1), else_=0))
-
-
 def _occurrence_figures(kind: Context) -> Statement:
     """Per client over the last 28 days: occurrences counted and done (due before now, as
     adherence counts them), and the missed run: every counted occurrence not done that is due
@@ -165,9 +161,9 @@ def _occurrence_figures(kind: Context) -> Statement:
     return Statement(
         select(
             Occurrence.client_id,
-            _ones(and_(due_before_now, counted(now))),
-            _ones(and_(due_before_now, is_done())),
-            _ones(missed_since_last_done),
+            ones(and_(due_before_now, counted(now))),
+            ones(and_(due_before_now, is_done())),
+            ones(missed_since_last_done),
         )
         .select_from(Occurrence)
         .outerjoin(last_done, last_done.c.client_id == Occurrence.client_id)
