@@ -52,9 +52,6 @@ def new_event(
         client_id=client_id,
         subject={name: value for name, value in ids.items() if value is not None},
         changed_fields=sorted(changed_fields),
-        sequence=None,
-        fanned_out_at=None,
-        endpoint_id=None,
     )
 
 
