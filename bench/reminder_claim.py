@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from app.core import migrations
 from app.core.config import Environment, Settings
 from app.core.db import Database
-from app.services import reminders
+from app.services.reminders import service as reminders
 
 DEFAULT_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 NOW = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)

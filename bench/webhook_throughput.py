@@ -47,10 +47,11 @@ from sqlalchemy.engine import make_url
 from app.core import migrations
 from app.core.config import Environment, Settings
 from app.core.db import Database
-from app.core.webhook_signing import new_signing_secret
 from app.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from app.services import tenants, webhook_delivery
+from app.services import tenants
 from app.services.events import EventType, record_event
+from app.services.webhooks import delivery as webhook_delivery
+from app.services.webhooks.signing import new_signing_secret
 from app.worker import webhooks
 from app.worker.loop import Job, run_forever, run_once, transactional
 

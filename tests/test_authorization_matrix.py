@@ -36,7 +36,7 @@ from sqlalchemy import select
 from app.core import outbound
 from app.core.scopes import ROLE_SCOPES, Context, ScopeSet
 from app.models import Event, Reminder, Template, TemplateVersion
-from app.services import webhook_delivery
+from app.services.webhooks import delivery as webhook_delivery
 from tests.homework_helpers import assign, complete, freeze, occurrence_of
 from tests.world import World
 

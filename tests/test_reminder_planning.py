@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import pytest
 
-from app.services.reminder_planning import (
+from app.services.reminders.planning import (
     PlannedReminder,
     Preferences,
     ReminderPolicy,

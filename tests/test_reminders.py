@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from app.core.scopes import Context
 from app.models import Event
-from app.services import reminders
-from app.services.webhook_payloads import payload
+from app.services.reminders import service as reminders
+from app.services.webhooks.payloads import payload
 from app.worker.loop import run_once
 from tests.homework_helpers import assign, complete, freeze, new_client
 from tests.world import World

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from app.main import create_app
 from app.models import WebhookAttempt
 from app.services.events import EventType
-from app.services.webhook_delivery import JITTER, RETRY_DELAYS
+from app.services.webhooks.delivery import JITTER, RETRY_DELAYS
 from app.webhook_catalog import CATALOGUE, WebhookPayload
 from app.worker.loop import run_once
 from app.worker.webhooks import prune_old

@@ -12,8 +12,8 @@ from app.core.routing import AppRoute
 from app.core.security import Principal, require
 from app.schemas.common import Instant
 from app.schemas.webhooks import EventOut, Redeliver, RedeliverFailed, RedeliveryOut
-from app.services import webhooks
-from app.services.webhook_payloads import payload
+from app.services.webhooks import endpoints as webhooks
+from app.services.webhooks.payloads import payload
 
 router = APIRouter(prefix="/v1/events", tags=["events"], route_class=AppRoute)
 

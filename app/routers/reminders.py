@@ -13,7 +13,7 @@ from app.core.security import Principal, require
 from app.models import Reminder
 from app.schemas.common import Instant
 from app.schemas.reminders import ReminderOut, ReminderState, SnoozeRequest
-from app.services import reminders
+from app.services.reminders import service as reminders
 
 router = APIRouter(prefix="/v1/reminders", tags=["reminders"], route_class=AppRoute)
 ReminderId = Annotated[str, Path(max_length=40)]

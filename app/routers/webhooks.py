@@ -23,8 +23,8 @@ from app.schemas.webhooks import (
     EventOut,
     RotateSecret,
 )
-from app.services import webhooks
-from app.services.webhook_payloads import payload
+from app.services.webhooks import endpoints as webhooks
+from app.services.webhooks.payloads import payload
 
 router = APIRouter(prefix="/v1/webhook-endpoints", tags=["webhooks"], route_class=AppRoute)
 EndpointId = Annotated[str, Path(max_length=40)]

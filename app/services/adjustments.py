@@ -15,7 +15,7 @@ from app.models import Adjustment, Assignment
 from app.schemas.assignments import AdjustmentCreate
 from app.services import assignments
 from app.services.events import EventType, record_event
-from app.services.recurrence import Recurrence, RecurrenceError
+from app.services.schedules.recurrence import Recurrence, RecurrenceError
 
 
 async def propose(

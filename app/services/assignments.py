@@ -36,7 +36,7 @@ from app.schemas.assignments import (
     RecurringSchedule,
     Window,
 )
-from app.services import audit, reminders, scheduling, templates
+from app.services import audit, templates
 from app.services.access import (
     assignment_rows_visible_to,
     visible_assignments,
@@ -44,8 +44,10 @@ from app.services.access import (
 )
 from app.services.audit import Action
 from app.services.events import EventType, record_event
-from app.services.recurrence import Recurrence, RecurrenceError, local_to_utc
-from app.services.scheduling import LOCAL_FORMAT
+from app.services.reminders import service as reminders
+from app.services.schedules import occurrences as scheduling
+from app.services.schedules.occurrences import LOCAL_FORMAT
+from app.services.schedules.recurrence import Recurrence, RecurrenceError, local_to_utc
 from app.services.statuses import OccurrenceStatus, ScheduleType
 
 Schedule = OnceSchedule | RecurringSchedule | BeforeNextSessionSchedule

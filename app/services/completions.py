@@ -41,11 +41,12 @@ from app.models.tables import (
     TEMPLATE_VERSIONS,
 )
 from app.schemas.completions import CompletionCreate, CompletionFields, CompletionUpdate
-from app.services import assignments, audit, reminders
+from app.services import assignments, audit
 from app.services.access import client_visibility_of, visible_completions
 from app.services.audit import Action
 from app.services.events import EventType, new_event, write_events
 from app.services.measures import score_for_kind
+from app.services.reminders import service as reminders
 from app.services.response_schema import distress_signals, validate_answers
 from app.services.statuses import OccurrenceStatus
 

@@ -16,7 +16,7 @@ from app.core.security import Principal
 from app.models.tables import ASSIGNMENTS, CLIENTS, OCCURRENCES, TEMPLATE_VERSIONS
 from app.services import audit
 from app.services.audit import Action
-from app.services.recurrence import local_to_utc
+from app.services.schedules.recurrence import local_to_utc
 
 # What a client can still act on today. Missed, declined and cancelled work is not "to do".
 ACTIONABLE = ("open", "started", "upcoming", "completed", "partial")

@@ -15,10 +15,11 @@ from app.core.scopes import Context
 from app.core.security import Principal
 from app.models import CareTeamMember, Client, Clinician
 from app.schemas.people import ClientCreate, ClientUpdate, ClinicianCreate, ClinicianUpdate
-from app.services import assignments, audit, reminders
+from app.services import assignments, audit
 from app.services.access import visible_clients, visible_clinicians
 from app.services.audit import Action
 from app.services.events import EventType, record_event
+from app.services.reminders import service as reminders
 
 # What each kind of caller may change on a client: the vendor everything; the client its own
 # preferences; a clinician the next session time.

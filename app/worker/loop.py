@@ -30,7 +30,9 @@ import app
 from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.db import Database
-from app.services import occurrence_jobs, reminders, webhook_delivery
+from app.services.reminders import service as reminders
+from app.services.schedules import jobs as occurrence_jobs
+from app.services.webhooks import delivery as webhook_delivery
 from app.worker import webhooks
 
 logger = logging.getLogger("homework.worker")

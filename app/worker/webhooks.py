@@ -15,8 +15,8 @@ from typing import Any
 
 from app.core.db import Database
 from app.core.outbound import OutboundPolicy, guarded_client
-from app.services import webhook_delivery
-from app.services.webhook_delivery import Sender
+from app.services.webhooks import delivery as webhook_delivery
+from app.services.webhooks.delivery import Sender
 
 logger = logging.getLogger("homework.worker")
 RETENTION = timedelta(days=30)

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.services.recurrence import (
+from app.services.schedules.recurrence import (
     Frequency,
     Occurrence,
     Recurrence,

@@ -26,8 +26,8 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.core.logging import JsonFormatter
 from app.models import Assignment, Event, Occurrence
-from app.services import occurrence_jobs
-from app.services.occurrence_jobs import extend_horizons, finish_assignments, mark_missed, open_due
+from app.services.schedules import jobs as occurrence_jobs
+from app.services.schedules.jobs import extend_horizons, finish_assignments, mark_missed, open_due
 from app.worker import loop
 from app.worker.loop import JOBS, Job, run_forever, run_once
 from tests.homework_helpers import assign, freeze, new_client

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from app.core.config import Settings
 from app.core.db import Database
 from app.models import Event, Reminder
-from app.services import reminders
+from app.services.reminders import service as reminders
 from app.worker.loop import Job, fire_reminders, run_once
 from tests.homework_helpers import assign, freeze, new_client
 from tests.world import World

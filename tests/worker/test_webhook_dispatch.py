@@ -22,8 +22,8 @@ from sqlalchemy.engine import make_url
 
 from app.core.db import Database
 from app.models import Event, WebhookAttempt
-from app.services import webhook_delivery
 from app.services.events import EventType, record_event
+from app.services.webhooks import delivery as webhook_delivery
 from app.worker.loop import run_once, transactional
 from app.worker.webhooks import sender_for, wake_on_new_events
 from tests.webhook_receiver import (

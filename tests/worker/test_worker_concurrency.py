@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from app.core.config import Settings
 from app.core.db import Database
 from app.models import Assignment, Event, Occurrence
-from app.services.occurrence_jobs import mark_missed, open_due
+from app.services.schedules.jobs import mark_missed, open_due
 from app.worker.loop import JOBS, run_once, transactional
 from tests.homework_helpers import assign, freeze
 from tests.world import World

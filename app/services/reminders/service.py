@@ -30,7 +30,7 @@ from app.services import audit
 from app.services.access import client_visibility
 from app.services.audit import Action
 from app.services.events import EventType, record_event
-from app.services.reminder_planning import (
+from app.services.reminders.planning import (
     DEFAULT_LEAD_MINUTES,
     LOCAL_FORMAT,
     PlannedReminder,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from app.services.recurrence import local_to_utc
+from app.services.schedules.recurrence import local_to_utc
 
 LOCAL_FORMAT = "%Y-%m-%dT%H:%M"
 DEFAULT_LEAD_MINUTES = (60,)

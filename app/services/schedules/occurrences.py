@@ -19,8 +19,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Assignment, Client, Occurrence
-from app.services import reminders
-from app.services.recurrence import Recurrence, expand_between, local_to_utc
+from app.services.reminders import service as reminders
+from app.services.schedules.recurrence import Recurrence, expand_between, local_to_utc
 from app.services.statuses import OccurrenceStatus, ScheduleType
 
 HORIZON = timedelta(days=28)

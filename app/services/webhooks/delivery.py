@@ -28,10 +28,10 @@ import httpx
 from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import webhook_signing
 from app.core.outbound import UnsafeUrl
 from app.models import Event, Tenant, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from app.services.webhook_payloads import body as payload_body
+from app.services.webhooks import signing as webhook_signing
+from app.services.webhooks.payloads import body as payload_body
 
 # After the first attempt fails: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (8 attempts in all).
 RETRY_DELAYS = (

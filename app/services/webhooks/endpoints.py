@@ -15,11 +15,11 @@ from app.core.errors import Conflict, NotFound, ValidationFailed, field_error
 from app.core.outbound import OutboundPolicy, UnsafeUrl, resolve_safe
 from app.core.pagination import page_of, paginate
 from app.core.security import Principal
-from app.core.webhook_signing import new_signing_secret
 from app.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.schemas.webhooks import TEST_EVENT, EndpointCreate, EndpointUpdate
 from app.services.events import EventType
-from app.services.webhook_delivery import wants
+from app.services.webhooks.delivery import wants
+from app.services.webhooks.signing import new_signing_secret
 
 EVENT_TYPES = frozenset({t.value for t in EventType} | {TEST_EVENT})
 

@@ -21,9 +21,9 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Assignment, Client, Occurrence
-from app.services import scheduling
 from app.services.events import EventType, record_event
-from app.services.scheduling import HORIZON
+from app.services.schedules import occurrences as scheduling
+from app.services.schedules.occurrences import HORIZON
 from app.services.statuses import OccurrenceStatus, ScheduleType
 
 # A series is extended once it has less than this much ahead of it, so that it always has

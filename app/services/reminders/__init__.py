@@ -1,0 +1,1 @@
+"""Reminders: planned per occurrence in the client's own time, fired by the worker."""
