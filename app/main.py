@@ -21,6 +21,7 @@ from app.core.outbound import guarded_client
 from app.core.tokens import TokenService
 from app.routers import docs, health, oauth, v1
 from app.services.identity_providers import IssuerDirectory, outbound_policy
+from app.worker.embedded import embedded_worker
 
 API_DESCRIPTION = """\
 Therapy homework for telehealth platforms: clinicians assign between-session homework, clients
@@ -44,7 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with embedded_worker(database):
+            yield
         await outbound_http.aclose()
         await database.dispose()
 

@@ -6,7 +6,7 @@ Creates its own PostgreSQL database (next to HOMEWORK_TEST_POSTGRES_URL's, by de
 postgresql+asyncpg://postgres@127.0.0.1:5432/test), migrates it, and for each size N seeds, with
 set-based SQL, one tenant, clients, one assignment per client, occurrences and N `scheduled`
 reminders of which `--due` are due and the rest spread over the next four weeks. After
-`VACUUM ANALYZE` it times `reminders.claim_due(batch_size=100)` (each repeat in a transaction
+`VACUUM ANALYZE` it times `firing.claim_due(batch_size=100)` (each repeat in a transaction
 that is rolled back, so every repeat sees the same data), reports the median, prints the
 claim's `EXPLAIN ANALYZE` plan (it must use `ix_reminders_state_due_at`), and finally the ratio
 between the largest and the smallest size. The database is dropped at the end.
@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from app.core import migrations
 from app.core.config import Environment, Settings
 from app.core.db import Database
-from app.services.reminders import service as reminders
+from app.services.reminders import firing
 
 DEFAULT_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 NOW = datetime(2026, 11, 22, 20, 0, tzinfo=UTC)
@@ -151,7 +151,7 @@ async def _time_claims(database: Database, repeats: int) -> tuple[dict[str, floa
                 event.listen(engine, "before_cursor_execute", before)
                 event.listen(engine, "after_cursor_execute", after)
             started = time.perf_counter()
-            ids = await reminders.claim_due(session, NOW, BATCH, "bench")
+            ids = await firing.claim_due(session, NOW, BATCH, "bench")
             timings.append((time.perf_counter() - started) * 1000)
             claimed = len(ids)
             await transaction.rollback()
@@ -175,7 +175,7 @@ async def _explain(database: Database) -> str:
     try:
         async with database.sessionmaker() as session:
             transaction = await session.begin()
-            await reminders.claim_due(session, NOW, BATCH, "bench")
+            await firing.claim_due(session, NOW, BATCH, "bench")
             await transaction.rollback()
     finally:
         event.remove(engine, "before_cursor_execute", capture)

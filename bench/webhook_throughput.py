@@ -50,16 +50,15 @@ from app.core.db import Database
 from app.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.services import tenants
 from app.services.events import EventType, record_event
-from app.services.webhooks import delivery as webhook_delivery
 from app.services.webhooks.signing import new_signing_secret
-from app.worker import webhooks
-from app.worker.loop import Job, run_forever, run_once, transactional
+from app.worker.jobs import JOBS as ALL_JOBS
+from app.worker.jobs import Job
+from app.worker.loop import run_forever, run_once
 
 DEFAULT_ADMIN_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 COMMIT_BATCH = 500
-JOBS: tuple[Job, ...] = (
-    transactional("fan_out_events", webhook_delivery.fan_out),
-    Job("dispatch_webhooks", webhooks.dispatch_webhooks),
+JOBS: tuple[Job, ...] = tuple(
+    job for job in ALL_JOBS if job.name in ("fan_out_events", "dispatch_webhooks")
 )
 
 

@@ -36,7 +36,7 @@ from sqlalchemy import select
 from app.core import outbound
 from app.core.scopes import ROLE_SCOPES, Context, ScopeSet
 from app.models import Event, Reminder, Template, TemplateVersion
-from app.services.webhooks import delivery as webhook_delivery
+from app.services.webhooks import fan_out
 from tests.homework_helpers import assign, complete, freeze, occurrence_of
 from tests.world import World
 
@@ -302,7 +302,7 @@ async def tenant_a_has_a_sent_event(world: World, http: httpx.AsyncClient) -> di
     made = await tenant_a_has_a_webhook_endpoint(world, http)
     await client_a1_has_an_assignment(world, http)
     async with world.app.state.database.sessionmaker() as session, session.begin():
-        await webhook_delivery.fan_out(session, datetime.now(UTC), 100)
+        await fan_out.fan_out(session, datetime.now(UTC), 100)
         event_id = await session.scalar(select(Event.id).where(Event.tenant_id == world.a.id))
     assert event_id is not None
     return {**made, "event_id": event_id}

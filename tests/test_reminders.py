@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from app.core.scopes import Context
 from app.models import Event
-from app.services.reminders import service as reminders
+from app.services.reminders import firing
 from app.services.webhooks.payloads import payload
 from app.worker.loop import run_once
 from tests.homework_helpers import assign, complete, freeze, new_client
@@ -353,14 +353,14 @@ async def test_a_reminder_claimed_before_the_completion_is_not_sent(
     occurrence_id = body["occurrences"][0]["id"]
     database = world.app.state.database
     async with database.sessionmaker() as session, session.begin():
-        claimed = await reminders.claim_due(session, at("2026-11-22T20:00:00Z"), 10, "w1")
+        claimed = await firing.claim_due(session, at("2026-11-22T20:00:00Z"), 10, "w1")
     assert len(claimed) == 1
     # The client completes while the worker holds the lease.
     freeze(world, "2026-11-22T20:00:00Z")
     done = await complete(client, world, occurrence_id, status="done", answers={"mood": 7})
     assert done.status_code == 201, done.text
     async with database.sessionmaker() as session, session.begin():
-        await reminders.fire_claimed(session, claimed, "w1", at("2026-11-22T20:00:00Z"))
+        await firing.fire_claimed(session, claimed, "w1", at("2026-11-22T20:00:00Z"))
     assert await reminder_rows(client, world, occurrence_id=occurrence_id) == [
         ("2026-11-22T20:00:00Z", "2026-11-22T20:00", "cancelled", "resolved")
     ]

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from app.core.db import Database
 from app.models import Event, WebhookDelivery
 from app.services.events import EventType, record_event
-from app.services.webhooks.delivery import JITTER, RETRY_DELAYS
+from app.services.webhooks.dispatch import JITTER, RETRY_DELAYS
 from app.worker.loop import run_once
 from tests.homework_helpers import freeze
 from tests.webhook_receiver import (

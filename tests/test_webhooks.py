@@ -18,10 +18,10 @@ from sqlalchemy import func, select
 from app.main import create_app
 from app.models import WebhookAttempt
 from app.services.events import EventType
-from app.services.webhooks.delivery import JITTER, RETRY_DELAYS
+from app.services.webhooks.dispatch import JITTER, RETRY_DELAYS
 from app.webhook_catalog import CATALOGUE, WebhookPayload
+from app.worker.jobs import prune_old_events as prune_old
 from app.worker.loop import run_once
-from app.worker.webhooks import prune_old
 from tests.homework_helpers import complete, freeze, occurrence_of
 from tests.webhook_receiver import (
     Receiver,

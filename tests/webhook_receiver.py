@@ -48,6 +48,11 @@ class Received:
     # The secrets (of `receiver.secrets`) that this delivery verified with, each on its own.
     verified_with: list[str]
     errors: list[str]
+    received_at: float = 0.0  # time.time() as the request arrived
+
+    @property
+    def signed_at(self) -> int:
+        return int(self.headers["webhook-timestamp"])
 
     @property
     def webhook_id(self) -> str:
@@ -122,13 +127,16 @@ def serve_receiver() -> Iterator[Receiver]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
+            arrived = time.time()
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             headers = {name.lower(): value for name, value in self.headers.items()}
             verified, errors = receiver.verify(body, headers)
             if receiver.while_answering is not None:
                 receiver.while_answering()
             with lock:
-                receiver.requests.append(Received(self.path, headers, body, verified, errors))
+                receiver.requests.append(
+                    Received(self.path, headers, body, verified, errors, arrived)
+                )
                 status, extra, answer = (
                     receiver.script.popleft() if receiver.script else receiver.default
                 )

@@ -59,19 +59,33 @@ class Settings(BaseSettings):
     # Hosts allowed although they resolve to private or loopback addresses (comma-separated).
     outbound_allowed_hosts: str = ""
 
-    # Webhook delivery: the POST's timeout and how many run at once, overall and per endpoint.
+    # Webhook delivery: one attempt's deadline, and how many attempts a worker process has in
+    # flight at once: in all, per tenant and per endpoint (docs/WORKER.md, "Fairness").
     webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=60)
-    webhook_max_concurrency: int = Field(default=32, ge=1, le=1000)
+    webhook_max_concurrency: int = Field(default=64, ge=1, le=1000)
+    webhook_max_per_tenant: int = Field(default=16, ge=1, le=1000)
     webhook_max_per_endpoint: int = Field(default=4, ge=1, le=100)
 
-    # The background worker (`homework worker`): how often a round starts, and how many rows
-    # one transaction claims (smaller batches hold their row locks for less time).
-    worker_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    # The background worker (`homework worker`): how long a job with nothing to do waits before
+    # it looks again (a NOTIFY or an in-process wake-up ends the wait at once), how many rows
+    # one transaction claims (smaller batches hold their row locks for less time), and how long
+    # attempts in flight may run on after SIGTERM.
+    worker_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     worker_batch_size: int = Field(default=200, ge=1, le=10_000)
+    worker_shutdown_grace_seconds: float = Field(default=5.0, ge=0, le=60)
+    # Run the worker inside `homework serve` (one process for the API and the jobs). Unset: on
+    # for the embedded SQLite database in development (`make run`), off otherwise.
+    embedded_worker: bool | None = None
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        if self.embedded_worker is not None:
+            return self.embedded_worker
+        return self.is_sqlite and self.env == Environment.development
 
     @property
     def allowed_outbound_hosts(self) -> frozenset[str]:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from app.core import wakeups  # noqa: F401  (its session listeners wake the worker)
 from app.core.config import Settings
 
 

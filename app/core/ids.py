@@ -45,3 +45,9 @@ def new_id(prefix: str) -> str:
 
 def new_secret(prefix: str, nbytes: int = 32) -> str:
     return f"{prefix}_{secrets.token_urlsafe(nbytes)}"
+
+
+def made_before(earlier: str, later: str) -> bool:
+    """Whether the object with id `earlier` was made before (or in the same millisecond as)
+    the one with id `later`, whatever their kinds: the ids start with their time."""
+    return earlier.partition("_")[2] <= later.partition("_")[2]

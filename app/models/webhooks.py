@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.ids import new_id
@@ -47,8 +47,16 @@ class WebhookDelivery(Base):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        # The dispatcher's claim: pending deliveries in due order.
+        # The dispatcher's look for endpoints with due work, and for the next retry's time.
         Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+        # The dispatcher's claim: one endpoint's pending deliveries in due order.
+        Index(
+            "ix_webhook_deliveries_pending_endpoint",
+            "endpoint_id",
+            "next_attempt_at",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
         Index("ix_webhook_deliveries_endpoint_id_id", "endpoint_id", "id"),
         Index("ix_webhook_deliveries_event_id", "event_id"),
     )

@@ -12,6 +12,7 @@ from enum import StrEnum
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import wakeups
 from app.core.driver import Statement, values_of
 from app.core.ids import new_id
 from app.models import Event
@@ -79,3 +80,4 @@ async def write_events(session: AsyncSession, events: Sequence[Event]) -> None:
     """Insert events now, in the session's transaction, without the unit of work (the
     completion POST's path)."""
     await _INSERT.execute_many(session, [values_of(event, EVENTS) for event in events])
+    wakeups.mark(session, wakeups.EVENTS)

@@ -1,10 +1,9 @@
-"""The worker loop: every few seconds, run each job until it has nothing left to do.
+"""Running the jobs: each on its own for ever (`homework worker`, the embedded worker), or all
+of them once, in order, until nothing is due (`homework worker --once`, tests).
 
-A job is a name and a coroutine that handles one batch and returns how many rows it handled.
-Most jobs are a service function run in its own short transaction (`transactional(...)`);
-a job that must call the network (webhook delivery) gets the `Database` itself, so that it
-can commit its claim before the call and record the outcome in a second transaction.
-Adding a capability is one line in `JOBS`.
+Running for ever, every job is its own task with its own transactions and its own clock reading
+per batch, so a slow job (a dispatcher waiting on receivers, a large fan-out) never holds back
+another: reminders fire on time while webhooks queue, and the other way round.
 
 Logs carry counts, job names and exception types only: never rows, ids or exception messages
 (a database error's message can quote the values of the row it failed on).
@@ -16,76 +15,25 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import time
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 import app
+from app.core import wakeups
 from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.db import Database
-from app.services.reminders import service as reminders
-from app.services.schedules import jobs as occurrence_jobs
-from app.services.webhooks import delivery as webhook_delivery
-from app.worker import webhooks
+from app.worker.jobs import JOBS, Job
+from app.worker.listen import wake_on_new_events
 
 logger = logging.getLogger("homework.worker")
-
-BatchInSession = Callable[[AsyncSession, datetime, int], Awaitable[int]]
-BatchRunner = Callable[[Database, datetime, int], Awaitable[int]]
-
-
-@dataclass(frozen=True)
-class Job:
-    """`run(database, now, batch_size)` handles at most one batch; it is called again while it
-    returns `batch_size` (a full batch means there may be more)."""
-
-    name: str
-    run: BatchRunner
-
-
-def transactional(name: str, batch: BatchInSession) -> Job:
-    """A job whose batch is one service call in its own transaction, committed on return."""
-
-    async def run(database: Database, now: datetime, batch_size: int) -> int:
-        async with database.sessionmaker() as session, session.begin():
-            return await batch(session, now, batch_size)
-
-    return Job(name, run)
-
-
-async def fire_reminders(database: Database, now: datetime, batch_size: int) -> int:
-    """Two transactions: lease a batch, then fire it. A worker that dies between the two leaves
-    its lease to run out, and the next worker fires those reminders (once)."""
-    owner = f"{socket.gethostname()}:{os.getpid()}:{id(asyncio.current_task())}"
-    async with database.sessionmaker() as session, session.begin():
-        ids = await reminders.claim_due(session, now, batch_size, owner)
-    if ids:
-        async with database.sessionmaker() as session, session.begin():
-            await reminders.fire_claimed(session, ids, owner, now)
-    return len(ids)
-
-
-# In this order: new occurrences first, so that a round that opens and misses sees them; then
-# open before miss, so that an occurrence whose whole window passed while no worker ran is
-# opened and missed in the same round; finishing last, once the round has resolved what it can.
-JOBS: tuple[Job, ...] = (
-    transactional("extend_horizons", occurrence_jobs.extend_horizons),
-    transactional("open_due", occurrence_jobs.open_due),
-    transactional("mark_missed", occurrence_jobs.mark_missed),
-    transactional("finish_assignments", occurrence_jobs.finish_assignments),
-    Job("fire_reminders", fire_reminders),
-    # After everything that records events in this round, so that they go out in it.
-    transactional("fan_out_events", webhook_delivery.fan_out),
-    Job("dispatch_webhooks", webhooks.dispatch_webhooks),
-    Job("prune_old_events", webhooks.prune_old),
-)
+REPORT_EVERY_SECONDS = 10.0
+FAILED_JOB_PAUSE_SECONDS = 1.0
 
 
 @dataclass
@@ -102,15 +50,15 @@ async def run_round(
     jobs: Sequence[Job] = JOBS,
     stop: asyncio.Event | None = None,
 ) -> Round:
-    """Run every job until a batch comes back short; a job that fails is logged and skipped
-    for this round (its batch rolled back), and the next job runs."""
+    """Run every job, in order, until a batch comes back short; a job that fails is logged and
+    skipped (its batch rolled back), and the next job runs."""
     result = Round(counts={job.name: 0 for job in jobs})
     for job in jobs:
         try:
             while stop is None or not stop.is_set():
                 handled = await job.run(database, now, batch_size)
                 result.counts[job.name] += handled
-                if handled < batch_size:
+                if handled < batch_size or job.forever is not None:
                     break
         except Exception as exc:
             result.failed.append(job.name)
@@ -146,11 +94,15 @@ async def run_forever(
     *,
     jobs: Sequence[Job] = JOBS,
     clock: Clock | None = None,
+    database: Database | None = None,
 ) -> None:
-    """A round every `worker_interval_seconds` until `stop` is set. A round in progress stops
-    between two batches: every batch commits or rolls back whole."""
+    """Every job on its own until `stop` is set; then each stops after the batch in progress,
+    the dispatcher within its grace (see app.worker.dispatcher). `database`: share one (the
+    embedded worker shares the API's); otherwise the worker makes its own and disposes of it."""
     clock = clock or Clock()
-    database = Database(settings)
+    owned = database is None
+    database = database or Database(settings)
+    progress: Counter[str] = Counter()
     logger.info(
         "worker started",
         extra={
@@ -159,45 +111,74 @@ async def run_forever(
             "batch_size": settings.worker_batch_size,
         },
     )
-    wake = asyncio.Event()
-    async with webhooks.wake_on_new_events(database, wake):
-        await _rounds(settings, stop, wake, database, jobs, clock)
+    try:
+        async with wake_on_new_events(database):
+            tasks = [
+                asyncio.create_task(
+                    job.forever(database, clock.now, stop)
+                    if job.forever is not None
+                    else _keep_running(job, database, clock, settings, stop, progress)
+                )
+                for job in jobs
+            ]
+            reporter = asyncio.create_task(_report(progress, stop))
+            await asyncio.gather(*tasks)
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
+    finally:
+        if owned:
+            await database.dispose()
+        logger.info("worker stopped")
 
 
-async def _rounds(
+async def _keep_running(
+    job: Job,
+    database: Database,
+    clock: Clock,
     settings: Settings,
     stop: asyncio.Event,
-    wake: asyncio.Event,
-    database: Database,
-    jobs: Sequence[Job],
-    clock: Clock,
+    progress: Counter[str],
 ) -> None:
-    try:
+    wake = asyncio.Event()
+    idle = job.idle_seconds or settings.worker_interval_seconds
+    listening = (
+        wakeups.waiting_for(job.wakes_on, wake) if job.wakes_on else contextlib.nullcontext()
+    )
+    with listening:
         while not stop.is_set():
             wake.clear()
-            started = time.monotonic()
-            result = await run_round(
-                database, clock.now(), settings.worker_batch_size, jobs=jobs, stop=stop
-            )
-            elapsed = time.monotonic() - started
+            pause = idle
+            try:
+                now = clock.now()
+                handled = await job.run(database, now, settings.worker_batch_size)
+                progress[job.name] += handled
+                if handled >= settings.worker_batch_size:
+                    continue
+                if job.next_due is not None:
+                    async with database.read_sessionmaker() as session:
+                        due = await job.next_due(session, now)
+                    if due is not None:
+                        pause = min(pause, max(0.0, (due - clock.now()).total_seconds()))
+            except Exception as exc:
+                progress[f"{job.name}:failed"] += 1
+                logger.error("worker job failed", extra={"job": job.name, **_describe(exc)})
+                pause = max(pause, FAILED_JOB_PAUSE_SECONDS)
+            await wakeups.first_of(stop, wake, timeout=pause)
+
+
+async def _report(progress: Counter[str], stop: asyncio.Event) -> None:
+    """Every few seconds, one line of what the jobs did since the last one (if anything)."""
+    last = time.monotonic()
+    while not stop.is_set():
+        await wakeups.first_of(stop, timeout=REPORT_EVERY_SECONDS)
+        if progress:
+            now = time.monotonic()
             logger.info(
-                "worker round",
-                extra={
-                    "counts": result.counts,
-                    "failed": result.failed,
-                    "duration_ms": round(elapsed * 1000, 1),
-                },
+                "worker progress",
+                extra={"counts": dict(progress), "seconds": round(now - last, 1)},
             )
-            # Sleep until the interval ends, a new event is committed (NOTIFY), or stop.
-            pause = max(0.0, settings.worker_interval_seconds - elapsed)
-            waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait(waiters, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
-            for waiter in waiters:
-                waiter.cancel()
-    finally:
-        await database.dispose()
-        logger.info("worker stopped")
+            progress.clear()
+            last = now
 
 
 _APP_DIR = str(Path(app.__file__).parent)

@@ -28,8 +28,8 @@ from app.core.logging import JsonFormatter
 from app.models import Assignment, Event, Occurrence
 from app.services.schedules import jobs as occurrence_jobs
 from app.services.schedules.jobs import extend_horizons, finish_assignments, mark_missed, open_due
-from app.worker import loop
-from app.worker.loop import JOBS, Job, run_forever, run_once
+from app.worker.jobs import JOBS, Job, transactional
+from app.worker.loop import run_forever, run_once
 from tests.homework_helpers import assign, freeze, new_client
 from tests.world import World
 
@@ -337,7 +337,7 @@ async def test_a_failing_job_is_logged_without_its_message_and_the_others_still_
         await occurrence_jobs.mark_missed(session, now, batch_size)
         raise ValueError("Client Jane Doe wrote: 'I felt overwhelmed'")
 
-    jobs = [loop.transactional("breaks", breaks), *JOBS]
+    jobs = [transactional("breaks", breaks), *JOBS]
     with caplog.at_level(logging.INFO, logger="homework.worker"):
         counts = await run_once(
             world.app.state.database, at("2026-12-01T00:00:00Z"), BATCH, jobs=jobs
@@ -359,47 +359,39 @@ async def test_a_failing_job_is_logged_without_its_message_and_the_others_still_
     (failure,) = [r for r in caplog.records if r.getMessage() == "worker job failed"]
     line = json.loads(JsonFormatter().format(failure))
     assert line["job"] == "breaks" and line["error"] == "builtins.ValueError"
-    assert line["at"].startswith("worker/loop.py:")  # the innermost frame of app/ code
+    assert line["at"].startswith("worker/jobs.py:")  # the innermost frame of app/ code
     logged = "\n".join(JsonFormatter().format(r) for r in caplog.records)
     assert "Jane" not in logged and "overwhelmed" not in logged
 
 
-async def test_run_forever_logs_each_round_with_counts_and_stops_when_told(
+async def test_run_forever_runs_each_job_on_its_own_and_stops_when_told(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """A job stuck in one batch (a slow receiver, a long fan-out) holds back no other job."""
     stop = asyncio.Event()
-    rounds: list[int] = []
+    stuck = asyncio.Event()
+    batches: list[int] = []
 
-    async def counts_rounds(database: Database, now: datetime, batch_size: int) -> int:
-        rounds.append(1)
-        if len(rounds) == 3:
+    async def never_returns(database: Database, now: datetime, batch_size: int) -> int:
+        stuck.set()
+        await stop.wait()
+        return 0
+
+    async def counts_batches(database: Database, now: datetime, batch_size: int) -> int:
+        batches.append(1)
+        if len(batches) == 3:
             stop.set()
         return 0
 
     fast = settings.model_copy(update={"worker_interval_seconds": 0.01})
     clock = FixedClock(at("2026-11-22T09:00:00Z"))
+    jobs = [Job("stuck", never_returns), Job("count", counts_batches), *JOBS]
     with caplog.at_level(logging.INFO, logger="homework.worker"):
-        await asyncio.wait_for(
-            run_forever(fast, stop, jobs=[Job("count", counts_rounds), *JOBS], clock=clock),
-            timeout=10,
-        )
-    round_lines = [r for r in caplog.records if r.getMessage() == "worker round"]
-    # The third round stopped before its remaining jobs, but still logged its counts.
-    assert len(rounds) == len(round_lines) == 3
-    line = json.loads(JsonFormatter().format(round_lines[0]))
-    assert line["counts"] == {
-        "count": 0,
-        "extend_horizons": 0,
-        "open_due": 0,
-        "mark_missed": 0,
-        "finish_assignments": 0,
-        "fire_reminders": 0,
-        "fan_out_events": 0,
-        "dispatch_webhooks": 0,
-        "prune_old_events": 0,
-    }
-    assert line["failed"] == [] and line["duration_ms"] >= 0
-    assert caplog.records[-1].getMessage() == "worker stopped"
+        await asyncio.wait_for(run_forever(fast, stop, jobs=jobs, clock=clock), timeout=10)
+    assert stuck.is_set() and len(batches) == 3
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == "worker started" and messages[-1] == "worker stopped"
+    assert "worker job failed" not in messages
 
 
 def _cli_database(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -514,7 +506,7 @@ def test_homework_worker_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     try:
         assert worker.stdout is not None
         lines: list[dict[str, Any]] = []
-        while not any(line["message"] == "worker round" for line in lines):
+        while not any(line["message"] == "worker started" for line in lines):
             raw = worker.stdout.readline()
             assert raw, worker.stderr.read() if worker.stderr else "no output"
             lines.append(json.loads(raw))

@@ -18,8 +18,9 @@ from sqlalchemy import func, select
 from app.core.config import Settings
 from app.core.db import Database
 from app.models import Event, Reminder
-from app.services.reminders import service as reminders
-from app.worker.loop import Job, fire_reminders, run_once
+from app.services.reminders import firing
+from app.worker.jobs import Job, fire_reminders
+from app.worker.loop import run_once
 from tests.homework_helpers import assign, freeze, new_client
 from tests.world import World
 
@@ -85,12 +86,12 @@ async def _events_per_reminder(database: Database) -> Counter[str]:
 
 async def _claim(database: Database, now: datetime, batch: int, owner: str) -> list[str]:
     async with database.sessionmaker() as session, session.begin():
-        return await reminders.claim_due(session, now, batch, owner)
+        return await firing.claim_due(session, now, batch, owner)
 
 
 async def _fire(database: Database, ids: list[str], owner: str, now: datetime) -> dict[str, int]:
     async with database.sessionmaker() as session, session.begin():
-        return await reminders.fire_claimed(session, ids, owner, now)
+        return await firing.fire_claimed(session, ids, owner, now)
 
 
 async def test_two_workers_at_once_fire_each_reminder_exactly_once(

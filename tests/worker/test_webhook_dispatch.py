@@ -23,9 +23,11 @@ from sqlalchemy.engine import make_url
 from app.core.db import Database
 from app.models import Event, WebhookAttempt
 from app.services.events import EventType, record_event
-from app.services.webhooks import delivery as webhook_delivery
-from app.worker.loop import run_once, transactional
-from app.worker.webhooks import sender_for, wake_on_new_events
+from app.services.webhooks import dispatch, fan_out, sender
+from app.worker.dispatcher import Dispatcher
+from app.worker.jobs import transactional
+from app.worker.listen import wake_on_new_events
+from app.worker.loop import run_once
 from tests.webhook_receiver import (
     Receiver,
     add_event,
@@ -40,7 +42,7 @@ from tests.webhook_receiver import (
 )
 from tests.world import World
 
-FAN_OUT = transactional("fan_out_events", webhook_delivery.fan_out)
+FAN_OUT = transactional("fan_out_events", fan_out.fan_out)
 
 
 @pytest.fixture
@@ -55,16 +57,18 @@ async def app(make_settings: Any, receiver: Receiver) -> AsyncIterator[FastAPI]:
         yield application
 
 
-async def _subscribe(http: httpx.AsyncClient, world: World, receiver: Receiver) -> None:
+async def _subscribe(http: httpx.AsyncClient, world: World, receiver: Receiver) -> str:
     endpoint = await create_endpoint(http, world, receiver.url())
     receiver.secrets = [endpoint["secret"]]
+    endpoint_id: str = endpoint["id"]
+    return endpoint_id
 
 
 @pytest.mark.parametrize("dies", ["before_sending", "after_sending"])
 async def test_a_worker_that_dies_mid_delivery_leaves_it_to_the_next_after_its_lease(
     client: httpx.AsyncClient, world: World, receiver: Receiver, dies: str
 ) -> None:
-    await _subscribe(client, world, receiver)
+    endpoint_id = await _subscribe(client, world, receiver)
     event_id = await add_event(world)
     database: Database = world.app.state.database
     t0 = now_utc()
@@ -72,11 +76,14 @@ async def test_a_worker_that_dies_mid_delivery_leaves_it_to_the_next_after_its_l
 
     # The claim commits; then the process dies, before or after its POST, never recording.
     async with database.sessionmaker() as session, session.begin():
-        claimed = await webhook_delivery.claim(session, t0, 50, "host:4242:dies")
+        claimed = await dispatch.claim(
+            session, t0, {endpoint_id: 50}, "host:4242:dies", timedelta(seconds=60)
+        )
     assert len(claimed) == 1
     if dies == "after_sending":
         receiver.now = t0
-        await sender_for(database).send_all(claimed, t0)
+        async with httpx.AsyncClient() as http:
+            await sender.attempt(http, claimed[0], lambda: t0, 5.0)
     sent_before = len(receiver.requests)
 
     # Nobody else touches it while the lease lasts...
@@ -93,28 +100,29 @@ async def test_a_worker_that_dies_mid_delivery_leaves_it_to_the_next_after_its_l
     assert [a.status_code for a in await attempts_of(world, delivery.id)] == [200]
 
 
-async def test_a_post_that_cannot_start_in_time_is_handed_back_not_sent(
+async def test_a_post_that_cannot_end_within_its_lease_is_handed_back_not_sent(
     client: httpx.AsyncClient, world: World, receiver: Receiver
 ) -> None:
-    """A batch queued behind a slow endpoint stops starting POSTs before its lease could run
-    out mid-POST (when another worker would send the same delivery at the same time)."""
+    """An attempt starts only if its deadline ends inside the lease it holds: one that could
+    still be in flight when the lease ran out (and another worker sent the same delivery) is
+    handed back unsent, its lease released at once."""
     await _subscribe(client, world, receiver)
     event_id = await add_event(world)
     database: Database = world.app.state.database
     t0 = now_utc()
     await run_once(database, t0, 50, jobs=[FAN_OUT])
-    async with database.sessionmaker() as session, session.begin():
-        claimed = await webhook_delivery.claim(session, t0, 50, "host:1:slow")
+    dispatcher = Dispatcher(database, lambda: t0, "host:1:slow")
+    dispatcher.lease_seconds = dispatcher.timeout  # a lease no longer than one attempt
+    try:
+        assert await dispatcher.drain() == 0
+    finally:
+        await dispatcher.aclose()
+    assert receiver.requests == [] and dispatcher.counts["handed_back"] == 1
 
-    outcomes = await sender_for(database).send_all(claimed, t0, send_by=time.monotonic() - 1)
-    assert receiver.requests == [] and [o.sent for o in outcomes] == [False]
-    async with database.sessionmaker() as session, session.begin():
-        counts = await webhook_delivery.record(session, outcomes, "host:1:slow", t0)
-    assert counts == {"deferred": 1}
-
-    # Handed back: no attempt was logged, and the next round sends it at once, not in 60 s.
+    # Handed back: no attempt was logged, no lease is left, and the next round sends it.
     (delivery,) = await deliveries_of(world)
     assert delivery.attempt_count == 0 and await attempts_of(world, delivery.id) == []
+    assert delivery.lease_owner is None and delivery.lease_until is None
     await deliver(world, receiver, t0)
     assert receiver.ids() == [event_id]
 
@@ -182,6 +190,7 @@ async def test_two_workers_never_make_the_same_attempt_twice(
     settings = world.app.state.settings
     first, second = Database(settings), Database(settings)
     receiver.now = t0 = now_utc()
+    receiver.while_answering = lambda: time.sleep(0.01)  # long enough for both to take part
     try:
         one, other = await asyncio.gather(run_once(first, t0, 10), run_once(second, t0, 10))
     finally:

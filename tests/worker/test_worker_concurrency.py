@@ -20,7 +20,8 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.models import Assignment, Event, Occurrence
 from app.services.schedules.jobs import mark_missed, open_due
-from app.worker.loop import JOBS, run_once, transactional
+from app.worker.jobs import JOBS, transactional
+from app.worker.loop import run_once
 from tests.homework_helpers import assign, freeze
 from tests.world import World
 

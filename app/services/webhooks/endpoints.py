@@ -18,7 +18,7 @@ from app.core.security import Principal
 from app.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.schemas.webhooks import TEST_EVENT, EndpointCreate, EndpointUpdate
 from app.services.events import EventType
-from app.services.webhooks.delivery import wants
+from app.services.webhooks.fan_out import wants
 from app.services.webhooks.signing import new_signing_secret
 
 EVENT_TYPES = frozenset({t.value for t in EventType} | {TEST_EVENT})

@@ -1,0 +1,65 @@
+"""One webhook attempt: signed at the moment it starts, POSTed with a deadline, never raising.
+
+The `webhook-timestamp` is the clock read as the attempt starts, so it is never older than the
+attempt (receivers refuse timestamps more than 5 minutes off). `deadline` bounds the whole POST,
+answer included: httpx's timeout bounds each read only, so a receiver dripping its answer byte
+by byte could otherwise hold the attempt for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import httpx
+
+from app.core.outbound import UnsafeUrl
+from app.services.webhooks import signing
+from app.services.webhooks.dispatch import Claimed, Outcome, retry_after_of
+
+RESPONSE_BODY_LIMIT = 2048
+
+
+async def attempt(
+    http: httpx.AsyncClient, claimed: Claimed, now: Callable[[], datetime], deadline: float
+) -> Outcome:
+    attempted_at = now()
+    headers = signing.headers(
+        claimed.secrets, claimed.event_id, int(attempted_at.timestamp()), claimed.body
+    )
+    started = time.perf_counter()
+    status = retry_after = error = text = None
+    try:
+        async with (
+            asyncio.timeout(deadline),
+            http.stream("POST", claimed.url, content=claimed.body, headers=headers) as response,
+        ):
+            status = response.status_code
+            retry_after = retry_after_of(response.headers.get("retry-after"), attempted_at)
+            # Only what we keep is read: a receiver cannot make us hold a huge answer.
+            text = (await _prefix(response, RESPONSE_BODY_LIMIT)).decode("utf-8", "replace")
+    except UnsafeUrl as exc:
+        error = f"refused: {exc}"
+    except (httpx.TimeoutException, TimeoutError):
+        error = "timeout"
+    except httpx.HTTPError as exc:
+        error = type(exc).__name__
+    except Exception as exc:
+        # Anything else odd about one receiver is its attempt's failure: raised, it would
+        # sink the batch unrecorded, to be sent again after every lease.
+        error = type(exc).__name__
+    latency = int((time.perf_counter() - started) * 1000)
+    return Outcome(claimed, attempted_at, status, latency, text, retry_after, error)
+
+
+async def _prefix(response: httpx.Response, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]

@@ -1,0 +1,34 @@
+"""pending deliveries by endpoint: the dispatcher's fair claim takes a few per endpoint
+
+Revision ID: 20261201_0009
+Revises: 20261122_0008
+Create Date: 2026-12-01
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "20261201_0009"
+down_revision: str | None = "20261122_0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+PENDING = sa.text("state = 'pending'")
+
+
+def upgrade() -> None:
+    # Partial: the deliveries still to send, a sliver of every delivery ever made; one range
+    # per endpoint, in due order, is what each claim reads.
+    op.create_index(
+        "ix_webhook_deliveries_pending_endpoint",
+        "webhook_deliveries",
+        ["endpoint_id", "next_attempt_at"],
+        postgresql_where=PENDING,
+        sqlite_where=PENDING,
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_webhook_deliveries_pending_endpoint", table_name="webhook_deliveries")
