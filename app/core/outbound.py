@@ -16,12 +16,15 @@ import ipaddress
 import socket
 import ssl
 from collections.abc import Iterable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+import aiohttp
 import httpcore
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 _IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _Verify = ssl.SSLContext | bool
@@ -281,3 +284,79 @@ def guarded_client(
         headers=headers,
         **kwargs,
     )
+
+
+class _GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, under the same policy: the connector connects only to addresses
+    that passed it just now (its DNS cache is off, so every new connection asks again)."""
+
+    def __init__(self, policy: OutboundPolicy) -> None:
+        self._policy = policy
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        addresses = await _safe_addresses(host, port, self._policy)
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address,
+                port=port,
+                family=socket.AF_INET6 if ":" in address else socket.AF_INET,
+                proto=0,
+                flags=socket.AI_NUMERICHOST,
+            )
+            for address in addresses
+        ]
+
+    async def close(self) -> None:
+        pass
+
+
+class GuardedPoster:
+    """POSTs to tenant-given URLs for the webhook dispatcher, under the same guard as
+    guarded_client() (URL checked per request, addresses per connection, no redirects, no
+    proxies from the environment), over aiohttp: a seventh of httpx's CPU per request, which
+    one worker process's thousand deliveries a second needs. Made on first use, inside the
+    event loop that uses it."""
+
+    def __init__(self, policy: OutboundPolicy, *, limit: int = 100, verify: _Verify = True):
+        self._policy = policy
+        self._limit = limit
+        self._verify = verify
+        self._session: aiohttp.ClientSession | None = None
+        self._checked: set[str] = set()
+
+    def post(
+        self, url: str, *, body: bytes, headers: dict[str, str]
+    ) -> AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        if url not in self._checked:  # the check needs no DNS: its verdict holds for the URL
+            try:
+                _check_url(httpx.URL(url), self._policy)
+            except httpx.InvalidURL:
+                raise UnsafeUrl("the URL is not valid") from None
+            if len(self._checked) >= 10_000:
+                self._checked.clear()
+            self._checked.add(url)
+        return self._opened().post(url, data=body, headers=headers, allow_redirects=False)
+
+    def _opened(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            ssl_context = httpx.create_ssl_context(verify=self._verify)
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    resolver=_GuardedResolver(self._policy),
+                    use_dns_cache=False,
+                    limit=self._limit,
+                    ssl=ssl_context,
+                ),
+                headers={"User-Agent": "HomeworkAPI-Webhooks/1"},
+                skip_auto_headers=("Accept-Encoding",),
+                auto_decompress=False,
+                trust_env=False,
+            )
+        return self._session
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()

@@ -61,9 +61,12 @@ class Breakers:
             return
         state = self._states.setdefault(endpoint_id, _State())
         state.failures += 1
-        if state.open_until is not None:  # a probe (or a straggler) failed: open again, longer
-            state.cooldown = min(2 * (state.cooldown or self.cooldown), self.max_cooldown)
-            state.open_until = now + state.cooldown
+        if state.open_until is not None:
+            # A probe, started once the cooldown was over, failed: open again, for longer. An
+            # attempt that was already in flight when the circuit opened tells nothing new.
+            if outcome.attempted_at >= state.open_until:
+                state.cooldown = min(2 * (state.cooldown or self.cooldown), self.max_cooldown)
+                state.open_until = now + state.cooldown
         elif state.failures >= self.threshold:
             state.cooldown = self.cooldown
             state.open_until = now + state.cooldown

@@ -29,11 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import httpx
-
 from app.core import wakeups
 from app.core.db import Database
-from app.core.outbound import OutboundPolicy, guarded_client
+from app.core.outbound import GuardedPoster, OutboundPolicy
 from app.services.webhooks import dispatch, sender
 from app.services.webhooks.dispatch import INTERRUPTED, Claimed, Outcome
 from app.worker.breaker import Breakers
@@ -44,8 +42,8 @@ logger = logging.getLogger("homework.worker")
 # attempt that starts with a fresh lease ends well inside it even if every renewal failed.
 LEASE_MARGIN_SECONDS = 15.0
 HEARTBEAT_SECONDS = 5.0
-# A lane holds up to this many deliveries per slot, and is refilled once it holds fewer than
-# its slots: a fast receiver always has the next delivery at hand, a slow one holds only a few.
+# A lane holds up to this many deliveries per slot, and is refilled once its queue is half
+# empty: a fast receiver always has the next delivery at hand, a slow one holds only a few.
 PREFETCH_PER_SLOT = 8
 # Outcomes are recorded together when they end within this long of each other.
 RECORD_WINDOW_SECONDS = 0.01
@@ -78,19 +76,19 @@ class Dispatcher:
         now: Callable[[], datetime],
         owner: str,
         *,
-        http: httpx.AsyncClient | None = None,
+        http: GuardedPoster | None = None,
     ) -> None:
         settings = database.settings
         self.database = database
         self.now = now
         self.owner = owner
         self.timeout = settings.webhook_timeout_seconds
-        self.http = http or guarded_client(
+        self.http = http or GuardedPoster(
             OutboundPolicy(
                 allow_http=settings.outbound_allow_http,
                 allowed_hosts=settings.allowed_outbound_hosts,
             ),
-            timeout=self.timeout,
+            limit=settings.webhook_max_concurrency,
         )
         self.lease_seconds = self.timeout + LEASE_MARGIN_SECONDS
         self.per_endpoint = settings.webhook_max_per_endpoint
@@ -207,16 +205,17 @@ class Dispatcher:
         wanted = {}
         for lane in self._rotation():
             slots = self.breakers.slots(lane.endpoint_id, self.per_endpoint, now)
-            held = len(lane.queue) + lane.in_flight
-            if lane.due and slots and len(lane.queue) < slots:
-                room = (slots * PREFETCH_PER_SLOT if slots > 1 else 1) - held
+            target = slots * PREFETCH_PER_SLOT if slots > 1 else slots
+            # Refilled at half, so the next claim lands before the lane runs dry.
+            if lane.due and slots and len(lane.queue) <= target // 2:
+                room = target - len(lane.queue) - lane.in_flight
                 if room > 0:
                     wanted[lane.endpoint_id] = room
         return wanted
 
     def _has_room(self) -> bool:
-        lanes = self._lanes.values()
-        return any(lane.due and len(lane.queue) < self.per_endpoint for lane in lanes)
+        target = self.per_endpoint * PREFETCH_PER_SLOT
+        return any(lane.due and len(lane.queue) <= target // 2 for lane in self._lanes.values())
 
     def _rotation(self) -> list[_Lane]:
         lanes = list(self._lanes.values())

@@ -25,7 +25,7 @@ from app.models import Event, WebhookAttempt
 from app.services.events import EventType, record_event
 from app.services.webhooks import dispatch, fan_out, sender
 from app.worker.dispatcher import Dispatcher
-from app.worker.jobs import transactional
+from app.worker.jobs import dispatcher_for, transactional
 from app.worker.listen import wake_on_new_events
 from app.worker.loop import run_once
 from tests.webhook_receiver import (
@@ -82,8 +82,8 @@ async def test_a_worker_that_dies_mid_delivery_leaves_it_to_the_next_after_its_l
     assert len(claimed) == 1
     if dies == "after_sending":
         receiver.now = t0
-        async with httpx.AsyncClient() as http:
-            await sender.attempt(http, claimed[0], lambda: t0, 5.0)
+        poster = dispatcher_for(database).http  # the worker's own, guard and all
+        await sender.attempt(poster, claimed[0], lambda: t0, 5.0)
     sent_before = len(receiver.requests)
 
     # Nobody else touches it while the lease lasts...

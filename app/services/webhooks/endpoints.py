@@ -199,7 +199,7 @@ async def redeliver(
     endpoints = await _target_endpoints(session, principal, endpoint_id)
     if endpoint_id is None:
         # "All" is every endpoint that would get this event now, not one that never asked.
-        endpoints = [e for e in endpoints if wants(e, event)]
+        endpoints = [e for e in endpoints if wants(e, event.id, event.type, event.endpoint_id)]
     for endpoint in endpoints:
         session.add(
             WebhookDelivery(

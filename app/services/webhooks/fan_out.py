@@ -11,29 +11,31 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.ids import made_before
+from app.core import wakeups
+from app.core.ids import made_before, new_id
 from app.models import Event, Tenant, WebhookDelivery, WebhookEndpoint
 
 
 async def fan_out(session: AsyncSession, now: datetime, batch_size: int) -> int:
-    events = list(
-        (
-            await session.scalars(
-                select(Event)
-                .where(Event.fanned_out_at.is_(None))
-                .order_by(Event.id)
-                .limit(batch_size)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-    )
+    """Set-based: one locked read of the batch, one of the endpoints, then one executemany
+    UPDATE of the events and one INSERT of their deliveries."""
+    events = (
+        await session.execute(
+            select(Event.id, Event.tenant_id, Event.type, Event.endpoint_id)
+            .where(Event.fanned_out_at.is_(None))
+            .order_by(Event.id)
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
     if not events:
         return 0
-    by_tenant: dict[str, list[Event]] = defaultdict(list)
+    by_tenant: dict[str, list[Any]] = defaultdict(list)
     for event in events:
         by_tenant[event.tenant_id].append(event)
     endpoints = (
@@ -44,6 +46,8 @@ async def fan_out(session: AsyncSession, now: datetime, batch_size: int) -> int:
     endpoints_of: dict[str, list[WebhookEndpoint]] = defaultdict(list)
     for endpoint in endpoints:
         endpoints_of[endpoint.tenant_id].append(endpoint)
+    numbered: list[dict[str, Any]] = []
+    deliveries: list[dict[str, Any]] = []
     for tenant_id, tenant_events in sorted(by_tenant.items()):
         # The tenant row's counter hands out the numbers; its lock orders concurrent fan-outs.
         last = await session.scalar(
@@ -54,33 +58,36 @@ async def fan_out(session: AsyncSession, now: datetime, batch_size: int) -> int:
         )
         first = (last or len(tenant_events)) - len(tenant_events) + 1
         for offset, event in enumerate(tenant_events):
-            event.sequence = first + offset
-            event.fanned_out_at = now
-            for endpoint in endpoints_of[tenant_id]:
-                if wants(endpoint, event):
-                    session.add(_delivery(endpoint, event, now))
-    await session.flush()
+            numbered.append({"id": event.id, "sequence": first + offset, "fanned_out_at": now})
+            deliveries.extend(
+                {
+                    "id": new_id("whd"),
+                    "tenant_id": tenant_id,
+                    "endpoint_id": endpoint.id,
+                    "event_id": event.id,
+                    "state": "pending",
+                    "attempt_count": 0,
+                    "next_attempt_at": now,
+                }
+                for endpoint in endpoints_of[tenant_id]
+                if wants(endpoint, event.id, event.type, event.endpoint_id)
+            )
+    await session.execute(update(Event), numbered)
+    if deliveries:
+        await session.execute(insert(WebhookDelivery), deliveries)
+        wakeups.mark(session, wakeups.DELIVERIES)
     return len(events)
 
 
-def wants(endpoint: WebhookEndpoint, event: Event) -> bool:
+def wants(
+    endpoint: WebhookEndpoint, event_id: str, event_type: str, for_endpoint: str | None
+) -> bool:
     """Whether the endpoint gets this event: subscribed when it was recorded, and enabled (a
-    test event: its own endpoint only)."""
-    if event.endpoint_id is not None:  # a test event, for one endpoint only
-        return event.endpoint_id == endpoint.id
+    test event, `for_endpoint`: its own endpoint only)."""
+    if for_endpoint is not None:
+        return for_endpoint == endpoint.id
     return (
         endpoint.enabled
-        and made_before(endpoint.id, event.id)
-        and (not endpoint.event_types or event.type in endpoint.event_types)
-    )
-
-
-def _delivery(endpoint: WebhookEndpoint, event: Event, now: datetime) -> WebhookDelivery:
-    return WebhookDelivery(
-        tenant_id=event.tenant_id,
-        endpoint_id=endpoint.id,
-        event_id=event.id,
-        state="pending",
-        attempt_count=0,
-        next_attempt_at=now,
+        and made_before(endpoint.id, event_id)
+        and (not endpoint.event_types or event_type in endpoint.event_types)
     )

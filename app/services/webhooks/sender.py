@@ -2,8 +2,7 @@
 
 The `webhook-timestamp` is the clock read as the attempt starts, so it is never older than the
 attempt (receivers refuse timestamps more than 5 minutes off). `deadline` bounds the whole POST,
-answer included: httpx's timeout bounds each read only, so a receiver dripping its answer byte
-by byte could otherwise hold the attempt for ever.
+answer included, so a receiver dripping its answer byte by byte cannot hold the attempt.
 """
 
 from __future__ import annotations
@@ -13,9 +12,9 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-import httpx
+import aiohttp
 
-from app.core.outbound import UnsafeUrl
+from app.core.outbound import GuardedPoster, UnsafeUrl
 from app.services.webhooks import signing
 from app.services.webhooks.dispatch import Claimed, Outcome, retry_after_of
 
@@ -23,7 +22,7 @@ RESPONSE_BODY_LIMIT = 2048
 
 
 async def attempt(
-    http: httpx.AsyncClient, claimed: Claimed, now: Callable[[], datetime], deadline: float
+    http: GuardedPoster, claimed: Claimed, now: Callable[[], datetime], deadline: float
 ) -> Outcome:
     attempted_at = now()
     headers = signing.headers(
@@ -34,17 +33,17 @@ async def attempt(
     try:
         async with (
             asyncio.timeout(deadline),
-            http.stream("POST", claimed.url, content=claimed.body, headers=headers) as response,
+            http.post(claimed.url, body=claimed.body, headers=headers) as response,
         ):
-            status = response.status_code
+            status = response.status
             retry_after = retry_after_of(response.headers.get("retry-after"), attempted_at)
             # Only what we keep is read: a receiver cannot make us hold a huge answer.
             text = (await _prefix(response, RESPONSE_BODY_LIMIT)).decode("utf-8", "replace")
     except UnsafeUrl as exc:
         error = f"refused: {exc}"
-    except (httpx.TimeoutException, TimeoutError):
+    except TimeoutError:
         error = "timeout"
-    except httpx.HTTPError as exc:
+    except aiohttp.ClientError as exc:
         error = type(exc).__name__
     except Exception as exc:
         # Anything else odd about one receiver is its attempt's failure: raised, it would
@@ -54,10 +53,10 @@ async def attempt(
     return Outcome(claimed, attempted_at, status, latency, text, retry_after, error)
 
 
-async def _prefix(response: httpx.Response, limit: int) -> bytes:
+async def _prefix(response: aiohttp.ClientResponse, limit: int) -> bytes:
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.content.iter_chunked(limit):
         chunks.append(chunk)
         size += len(chunk)
         if size >= limit:
