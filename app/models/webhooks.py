@@ -54,6 +54,7 @@ class WebhookDelivery(Base):
             "ix_webhook_deliveries_pending_endpoint",
             "endpoint_id",
             "next_attempt_at",
+            "id",
             postgresql_where=text("state = 'pending'"),
             sqlite_where=text("state = 'pending'"),
         ),

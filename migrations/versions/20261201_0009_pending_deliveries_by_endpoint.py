@@ -24,7 +24,8 @@ def upgrade() -> None:
     op.create_index(
         "ix_webhook_deliveries_pending_endpoint",
         "webhook_deliveries",
-        ["endpoint_id", "next_attempt_at"],
+        # id last: the claim's ORDER BY (next_attempt_at, id) is then the index's own order.
+        ["endpoint_id", "next_attempt_at", "id"],
         postgresql_where=PENDING,
         sqlite_where=PENDING,
     )

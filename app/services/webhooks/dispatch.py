@@ -47,6 +47,7 @@ MAX_ATTEMPTS = len(RETRY_DELAYS) + 1
 JITTER = 0.1
 MAX_RETRY_AFTER = timedelta(hours=24)
 FAILING_LIMIT = timedelta(days=5)
+LAST_SUCCESS_PRECISION = timedelta(seconds=1)
 # What one claim statement takes at most, however many endpoints have due work: the rest wait
 # for the next claim, a few milliseconds later, in the rotation's order.
 MAX_ENDPOINTS_PER_CLAIM = 50
@@ -100,11 +101,17 @@ def _due(now: datetime) -> list[ColumnElement[bool]]:
 
 
 async def due_endpoints(session: AsyncSession, now: datetime) -> dict[str, str]:
-    """The endpoints with due, unleased deliveries: endpoint id -> tenant id."""
+    """The endpoints with due, unleased deliveries: endpoint id -> tenant id.
+
+    One probe of `ix_webhook_deliveries_pending_endpoint` per endpoint (the endpoints are few)
+    rather than a read of every due delivery, which a backlog makes tens of thousands."""
+    has_due = (
+        select(WebhookDelivery.id)
+        .where(WebhookDelivery.endpoint_id == WebhookEndpoint.id, *_due(now))
+        .exists()
+    )
     rows = await session.execute(
-        select(WebhookDelivery.endpoint_id, WebhookDelivery.tenant_id)
-        .where(*_due(now))
-        .group_by(WebhookDelivery.endpoint_id, WebhookDelivery.tenant_id)
+        select(WebhookEndpoint.id, WebhookEndpoint.tenant_id).where(has_due)
     )
     return {endpoint_id: tenant_id for endpoint_id, tenant_id in rows.all()}
 
@@ -348,7 +355,13 @@ async def _after(
 ) -> tuple[dict[str, object], str]:
     """The delivery's next state after this attempt, and the endpoint's failure record."""
     if outcome.delivered:
-        endpoint.failing_since, endpoint.last_success_at = None, now
+        if endpoint.failing_since is not None:
+            endpoint.failing_since = None
+        # Kept to the second: an endpoint taking hundreds a second is not rewritten (and its
+        # ETag not changed) with every batch.
+        last = endpoint.last_success_at
+        if last is None or now - last >= LAST_SUCCESS_PRECISION:
+            endpoint.last_success_at = now
         return {"state": "delivered", "delivered_at": now, "next_attempt_at": None}, "delivered"
     if outcome.interrupted:
         # Our stop, not the receiver's failure: due again at once, for the next worker.
