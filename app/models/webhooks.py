@@ -47,8 +47,13 @@ class WebhookDelivery(Base):
 
     __tablename__ = "webhook_deliveries"
     __table_args__ = (
-        # The dispatcher's look for endpoints with due work, and for the next retry's time.
-        Index("ix_webhook_deliveries_state_next_attempt_at", "state", "next_attempt_at"),
+        # The dispatcher's look for the next retry's time.
+        Index(
+            "ix_webhook_deliveries_pending_due",
+            "next_attempt_at",
+            postgresql_where=text("state = 'pending'"),
+            sqlite_where=text("state = 'pending'"),
+        ),
         # The dispatcher's claim: one endpoint's pending deliveries in due order.
         Index(
             "ix_webhook_deliveries_pending_endpoint",

@@ -172,9 +172,9 @@ class Dispatcher:
         if wanted:
             started = time.monotonic()
             async with self.database.sessionmaker() as session, session.begin():
-                claimed = await dispatch.claim(
-                    session, now, wanted, self.owner, timedelta(seconds=self.lease_seconds)
-                )
+                # The lease from the clock read now, at the claim, not before the discovery.
+                lease = timedelta(seconds=self.lease_seconds)
+                claimed = await dispatch.claim(session, self.now(), wanted, self.owner, lease)
             per_lane = Counter(c.endpoint_id for c in claimed)
             for endpoint_id, asked in wanted.items():
                 if per_lane[endpoint_id] < asked:

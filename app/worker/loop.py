@@ -122,9 +122,11 @@ async def run_forever(
                 for job in jobs
             ]
             reporter = asyncio.create_task(_report(progress, stop))
-            await asyncio.gather(*tasks)
-            reporter.cancel()
-            await asyncio.gather(reporter, return_exceptions=True)
+            try:
+                await asyncio.gather(*tasks)
+            finally:
+                reporter.cancel()
+                await asyncio.gather(reporter, return_exceptions=True)
     finally:
         if owned:
             await database.dispose()

@@ -1,4 +1,5 @@
-"""pending deliveries by endpoint: the dispatcher's fair claim takes a few per endpoint
+"""pending deliveries by endpoint: the dispatcher's fair claim takes a few per endpoint, and
+its look for the next retry reads pending deliveries only
 
 Revision ID: 20261201_0009
 Revises: 20261122_0008
@@ -19,6 +20,15 @@ PENDING = sa.text("state = 'pending'")
 
 
 def upgrade() -> None:
+    # Every delivery ever made was in (state, next_attempt_at); only pending ones are read.
+    op.drop_index("ix_webhook_deliveries_state_next_attempt_at", table_name="webhook_deliveries")
+    op.create_index(
+        "ix_webhook_deliveries_pending_due",
+        "webhook_deliveries",
+        ["next_attempt_at"],
+        postgresql_where=PENDING,
+        sqlite_where=PENDING,
+    )
     # Partial: the deliveries still to send, a sliver of every delivery ever made; one range
     # per endpoint, in due order, is what each claim reads.
     op.create_index(
@@ -33,3 +43,9 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_webhook_deliveries_pending_endpoint", table_name="webhook_deliveries")
+    op.drop_index("ix_webhook_deliveries_pending_due", table_name="webhook_deliveries")
+    op.create_index(
+        "ix_webhook_deliveries_state_next_attempt_at",
+        "webhook_deliveries",
+        ["state", "next_attempt_at"],
+    )

@@ -27,7 +27,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from sqlalchemy import ColumnElement, func, insert, or_, select, union_all, update
+from sqlalchemy import (
+    ColumnElement,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -92,9 +101,14 @@ class Outcome:
         return self.status_code is None and not self.interrupted
 
 
+# Written into the SQL, not bound: a prepared statement's generic plan can use the partial
+# indexes (`WHERE state = 'pending'`) only if the predicate is there to match.
+PENDING: ColumnElement[str] = literal_column("'pending'")
+
+
 def _due(now: datetime) -> list[ColumnElement[bool]]:
     return [
-        WebhookDelivery.state == "pending",
+        WebhookDelivery.state == PENDING,
         WebhookDelivery.next_attempt_at <= now,
         or_(WebhookDelivery.lease_until.is_(None), WebhookDelivery.lease_until <= now),
     ]
@@ -120,7 +134,7 @@ async def next_due_at(session: AsyncSession, now: datetime) -> datetime | None:
     """When the next retry that is not due yet comes due (the dispatcher sleeps until then)."""
     result: datetime | None = await session.scalar(
         select(func.min(WebhookDelivery.next_attempt_at)).where(
-            WebhookDelivery.state == "pending", WebhookDelivery.next_attempt_at > now
+            WebhookDelivery.state == PENDING, WebhookDelivery.next_attempt_at > now
         )
     )
     return result
