@@ -11,14 +11,15 @@ tenant, one endpoint subscribed to everything, default settings (batch 200, 4 PO
 endpoint, 32 overall).
 
 1. **Backlog**: `--events` events are committed (500 per transaction, each commit's time noted),
-   then the worker's own jobs, `fan_out_events` and `dispatch_webhooks`, run round after round
-   (`run_once`) until the receiver has them all. Reports deliveries per second, sustained from
-   the first round to the last arrival, and commit-to-first-attempt percentiles (queueing by
-   construction: the last event waits for the 4,999 before it).
-2. **Stream**: a worker process runs the real loop (`run_forever`: a round every 5 s, woken at
-   once by the events trigger's NOTIFY) while this process commits `--stream` events, one per
-   transaction, `--rate` a second. Reports commit-to-first-attempt percentiles: what a vendor
-   waits for in normal operation.
+   then the worker's own jobs, `fan_out_events` and `dispatch_webhooks`, run as one-off rounds
+   (`run_once`, as `homework worker --once` does) until the receiver has them all. Reports
+   deliveries per second, sustained from the first round to the last arrival, and
+   commit-to-first-attempt percentiles (queueing by construction). The continuous worker's
+   drain rate is bench.worker_isolation's.
+2. **Stream**: a worker process runs the real loop (`run_forever`: each job on its own, fan-out
+   woken at once by the events trigger's NOTIFY) while this process commits `--stream` events,
+   one per transaction, `--rate` a second. Reports commit-to-first-attempt percentiles: what a
+   vendor waits for in normal operation.
 
 Every delivery is checked to have been attempted exactly once. The database is dropped at the
 end.
