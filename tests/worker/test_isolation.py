@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import update
 
 from app.core.clock import FixedClock
@@ -83,6 +84,16 @@ async def noise_for_b(world: World, count: int) -> None:
                 client_id=world.b.clients["B1"],
                 assignment_id=f"asg_noise{n:021d}",
             )
+
+
+async def backlog_for_b(app: FastAPI, receiver: Receiver, count: int) -> World:
+    """The two tenants, B's endpoint at `receiver`, and `count` events of B's to send it."""
+    world = await build_world(app)
+    async with client_for(app) as http:
+        endpoint = await create_endpoint(http, world, receiver.url(), role="system_b")
+    receiver.secrets = [endpoint["secret"]]
+    await noise_for_b(world, count)
+    return world
 
 
 async def homework_for_a1(http: httpx.AsyncClient, world: World, **extra: Any) -> Any:

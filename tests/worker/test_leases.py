@@ -20,10 +20,8 @@ from sqlalchemy import func, select
 from app.main import create_app
 from app.models import WebhookAttempt, WebhookDelivery
 from app.worker import dispatcher
-from tests.conftest import client_for
-from tests.webhook_receiver import create_endpoint, serve_receiver
-from tests.worker.test_isolation import allowing, noise_for_b, running_worker, until
-from tests.world import build_world
+from tests.webhook_receiver import serve_receiver
+from tests.worker.test_isolation import allowing, backlog_for_b, running_worker, until
 
 DELIVERIES = 40
 
@@ -40,11 +38,7 @@ async def test_a_second_worker_joining_mid_send_sends_nothing_twice_and_nothing_
         settings = allowing(make_settings, receiver, webhook_timeout_seconds=1.0)
         app = create_app(settings)
         try:
-            world = await build_world(app)
-            async with client_for(app) as http:
-                endpoint = await create_endpoint(http, world, receiver.url(), role="system_b")
-            receiver.secrets = [endpoint["secret"]]
-            await noise_for_b(world, DELIVERIES)
+            await backlog_for_b(app, receiver, DELIVERIES)
             async with running_worker(settings):
                 await until(lambda: len(receiver.requests) >= 4, 10)
                 async with running_worker(settings):  # the second joins mid-send

@@ -24,10 +24,8 @@ from app.main import create_app
 from app.models import WebhookAttempt, WebhookDelivery
 from app.services.webhooks.dispatch import INTERRUPTED
 from app.worker.loop import run_once
-from tests.conftest import client_for
-from tests.webhook_receiver import create_endpoint, serve_receiver
-from tests.worker.test_isolation import allowing, noise_for_b, until
-from tests.world import build_world
+from tests.webhook_receiver import serve_receiver
+from tests.worker.test_isolation import allowing, backlog_for_b, until
 
 GRACE = 1.0
 DELIVERIES = 30
@@ -48,11 +46,7 @@ async def test_sigterm_mid_batch_exits_within_the_grace_with_its_leases_released
         settings = allowing(make_settings, receiver, webhook_timeout_seconds=10.0)
         app = create_app(settings)
         try:
-            world = await build_world(app)
-            async with client_for(app) as http:
-                endpoint = await create_endpoint(http, world, receiver.url(), role="system_b")
-            receiver.secrets = [endpoint["secret"]]
-            await noise_for_b(world, DELIVERIES)
+            await backlog_for_b(app, receiver, DELIVERIES)
 
             worker = _start_worker(settings.database_url, receiver.port)
             try:
