@@ -119,13 +119,16 @@ async def due_endpoints(session: AsyncSession, now: datetime) -> dict[str, str]:
 
     One probe of `ix_webhook_deliveries_pending_endpoint` per endpoint (the endpoints are few)
     rather than a read of every due delivery, which a backlog makes tens of thousands."""
-    has_due = (
+    # A scalar subquery with LIMIT 1, not EXISTS: PostgreSQL turns EXISTS into a semi-join
+    # over every due delivery, and runs this once per endpoint instead.
+    first_due = (
         select(WebhookDelivery.id)
         .where(WebhookDelivery.endpoint_id == WebhookEndpoint.id, *_due(now))
-        .exists()
+        .limit(1)
+        .scalar_subquery()
     )
     rows = await session.execute(
-        select(WebhookEndpoint.id, WebhookEndpoint.tenant_id).where(has_due)
+        select(WebhookEndpoint.id, WebhookEndpoint.tenant_id).where(first_due.is_not(None))
     )
     return {endpoint_id: tenant_id for endpoint_id, tenant_id in rows.all()}
 
