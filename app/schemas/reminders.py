@@ -48,7 +48,7 @@ class ReminderOut(BaseModel):
     state: ReminderState
     reason: str | None = Field(
         description="Why it moved or did not fire: quiet_hours, muted, daily_cap, "
-        "assignment_daily_cap, resolved, cancelled, window_closed, dismissed."
+        "assignment_daily_cap, resolved, cancelled, window_closed, window_not_open, dismissed."
     )
     sent_at: datetime | None = Field(
         description="When the `reminder.due` event was written for your webhook receiver."

@@ -142,6 +142,8 @@ def _verdict(
         return "cancelled:resolved"
     if now >= occurrence.closes_at:
         return "skipped:window_closed"
+    if now < occurrence.opens_at:  # never before the client can act on it
+        return "skipped:window_not_open"
     if client.reminders_muted:
         return "skipped:muted"
     day = reminder.local_due[:10]

@@ -5,8 +5,9 @@ due, on the client's clock) and lead times before the due time. Only those insid
 occurrence's window are kept. Then the client's preferences apply:
 
 - A reminder that falls in **quiet hours** (local wall-clock, possibly across midnight, e.g.
-  22:00-07:00) moves to the end of the quiet hours; if that is at or after the occurrence's
-  window closes, it is skipped (`quiet_hours`).
+  22:00-07:00) moves to the first end of the quiet hours after it (on a fall-back night whose
+  repeated hour holds the end, the pass after the reminder); if that is at or after the
+  occurrence's window closes, it is skipped (`quiet_hours`).
 - A **muted** client's reminders are planned but skipped (`muted`), so unmuting brings back the
   ones still ahead.
 - At most `max_per_day` reminders per local day for one assignment (the earliest are kept;
@@ -19,7 +20,7 @@ forward by the gap; a repeated time is the first).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from app.services.schedules.recurrence import local_to_utc
@@ -85,6 +86,19 @@ def end_of_quiet_hours(local: datetime, start: time, end: time) -> datetime:
     return datetime.combine(day, end)
 
 
+def first_at_or_after(wall: datetime, zone: ZoneInfo, instant: datetime) -> datetime:
+    """The first moment at or after `instant` that the clocks show `wall`.
+
+    On a fall-back night a wall time in the repeated hour happens twice: the first pass can be
+    before `instant` (a reminder at 01:15 on the second pass, quiet hours ending at 01:30),
+    and the end of quiet hours is then the second pass. A wall time skipped by a spring-forward
+    gap lands one gap-length later, as everywhere else (`local_to_utc`)."""
+    first = local_to_utc(wall, zone)
+    if first >= instant:
+        return first
+    return max(first, wall.replace(tzinfo=zone, fold=1).astimezone(UTC))
+
+
 def plan(policy: ReminderPolicy, prefs: Preferences, window: Window) -> list[PlannedReminder]:
     if not policy.enabled:
         return []
@@ -120,8 +134,7 @@ def _apply_quiet_hours(
     if prefs.quiet_start and prefs.quiet_end:
         start, end = _clock(prefs.quiet_start), _clock(prefs.quiet_end)
         if in_quiet_hours(local.time(), start, end):
-            moved_local = end_of_quiet_hours(local, start, end)
-            moved = local_to_utc(moved_local, zone)
+            moved = first_at_or_after(end_of_quiet_hours(local, start, end), zone, instant)
             if moved >= window.closes_at:
                 return PlannedReminder(
                     instant, local.strftime(LOCAL_FORMAT), "skipped", "quiet_hours"
@@ -156,4 +169,4 @@ def shift_out_of_quiet_hours(instant: datetime, prefs: Preferences) -> datetime:
     start, end = _clock(prefs.quiet_start), _clock(prefs.quiet_end)
     if not in_quiet_hours(local.time(), start, end):
         return instant
-    return local_to_utc(end_of_quiet_hours(local, start, end), zone)
+    return first_at_or_after(end_of_quiet_hours(local, start, end), zone, instant)

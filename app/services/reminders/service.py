@@ -118,6 +118,19 @@ async def schedule_for(
     ]
     session.add_all(rows)
     await session.flush()
+    if client.reminders_muted:
+        # A snooze ahead is muted too (left `snoozed`, the app would show it as coming); it
+        # keeps its row, and on unmute goes like any skipped reminder ahead: replanned.
+        await session.execute(
+            update(Reminder)
+            .where(
+                Reminder.occurrence_id.in_([o.id for o in targets]),
+                Reminder.state == "snoozed",
+                Reminder.due_at > now,
+            )
+            .values(state="skipped", reason="muted", version=Reminder.version + 1)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def _kept(

@@ -3519,7 +3519,7 @@ export interface components {
             occurrence_id: string;
             /**
              * Reason
-             * @description Why it moved or did not fire: quiet_hours, muted, daily_cap, assignment_daily_cap, resolved, cancelled, window_closed, dismissed.
+             * @description Why it moved or did not fire: quiet_hours, muted, daily_cap, assignment_daily_cap, resolved, cancelled, window_closed, window_not_open, dismissed.
              */
             reason: string | null;
             /**
