@@ -81,6 +81,7 @@ async def test_instructions_and_title_default_to_the_template(
 async def test_system_assigns_on_behalf_of_a_clinician_on_the_team(
     client: httpx.AsyncClient, world: World
 ) -> None:
+    freeze(world, "2026-11-22T09:00:00Z")  # DAILY starts that evening
     client_a1 = world.a.clients["A1"]
     missing = await assign(client, world, client_a1, DAILY, role="system_a")
     assert missing.status_code == 422
@@ -148,6 +149,7 @@ async def test_before_the_next_session_follows_the_booking(
 async def test_an_idempotent_retry_creates_exactly_one(
     client: httpx.AsyncClient, world: World
 ) -> None:
+    freeze(world, "2026-11-22T09:00:00Z")  # DAILY starts that evening
     headers = {**world.headers("clinician_a1"), "Idempotency-Key": "assign-once"}
     body = {
         "client_id": world.a.clients["A1"],
@@ -339,6 +341,7 @@ async def test_a_client_proposes_a_smaller_step_and_the_clinician_accepts(
 
 
 async def test_declining_changes_nothing(client: httpx.AsyncClient, world: World) -> None:
+    freeze(world, "2026-11-22T09:00:00Z")  # DAILY starts that evening
     created = (await assign(client, world, world.a.clients["A1"], DAILY)).json()
     url = f"/v1/assignments/{created['id']}/adjustments"
     proposal = (
@@ -357,6 +360,7 @@ async def test_declining_changes_nothing(client: httpx.AsyncClient, world: World
 
 
 async def test_another_client_cannot_see_or_adjust(client: httpx.AsyncClient, world: World) -> None:
+    freeze(world, "2026-11-22T09:00:00Z")  # DAILY starts that evening
     created = (await assign(client, world, world.a.clients["A1"], DAILY)).json()
     for method, path in (("GET", ""), ("GET", "/occurrences"), ("POST", "/adjustments")):
         response = await client.request(

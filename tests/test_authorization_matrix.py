@@ -717,6 +717,7 @@ async def test_authorization_matrix(
 ) -> None:
     method, template = key
     case = CASES[key]
+    freeze(world, NOON)  # DAILY's evenings are ahead: a series wholly past is refused
     # world.py's no_scope token holds system/templates.r; this column means no scope at all.
     no_scope_token = world.token_for(world.a, Context.system, world.a.client_id, ScopeSet())
     made = await case.setup(world, client) if case.setup is not None else None
@@ -821,6 +822,7 @@ async def test_lists_show_only_what_the_caller_may_see(
 async def test_assignment_lists_show_only_what_the_caller_may_see(
     client: httpx.AsyncClient, world: World
 ) -> None:
+    freeze(world, NOON)  # DAILY's evenings are ahead: a series wholly past is refused
     a, b = world.a, world.b
     mine = (await client_a1_has_an_assignment(world, client))["assignment_id"]
     a2 = await assign(client, world, a.clients["A2"], DAILY, role="clinician_a2")

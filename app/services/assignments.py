@@ -7,7 +7,7 @@ import functools
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -46,8 +46,13 @@ from app.services.audit import Action
 from app.services.events import EventType, record_event
 from app.services.reminders import service as reminders
 from app.services.schedules import occurrences as scheduling
-from app.services.schedules.occurrences import LOCAL_FORMAT
-from app.services.schedules.recurrence import Recurrence, RecurrenceError, local_to_utc
+from app.services.schedules.occurrences import HORIZON, LOCAL_FORMAT
+from app.services.schedules.recurrence import (
+    Recurrence,
+    RecurrenceError,
+    local_to_utc,
+    refusal,
+)
 from app.services.statuses import OccurrenceStatus, ScheduleType
 
 Schedule = OnceSchedule | RecurringSchedule | BeforeNextSessionSchedule
@@ -133,6 +138,11 @@ def _apply_schedule(
                 "body", [*pointer, "rrule"], str(exc), "rrule"
             ) from exc
         start_local = _local_wall_time(schedule.start, client.time_zone)
+        # From the oldest due time whose window is still open: what could still be done.
+        from_utc = now - timedelta(minutes=assignment.grace_minutes)
+        refused = refusal(rule, start_local, client.time_zone, from_utc, HORIZON)
+        if refused is not None:
+            raise ValidationFailed.for_field("body", [*pointer, "rrule"], refused, "rrule")
         assignment.rrule = rule.to_rrule()
         assignment.start_local = start_local.strftime(LOCAL_FORMAT)
         assignment.starts_at = min(now, local_to_utc(start_local, client.time_zone))

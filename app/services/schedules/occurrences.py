@@ -20,7 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.models import Assignment, Client, Occurrence
 from app.services.reminders import service as reminders
-from app.services.schedules.recurrence import Recurrence, expand_between, local_to_utc
+from app.services.schedules.recurrence import (
+    MAX_PER_HORIZON,
+    Recurrence,
+    expand_between,
+    local_to_utc,
+)
 from app.services.statuses import OccurrenceStatus, ScheduleType
 
 HORIZON = timedelta(days=28)
@@ -68,7 +73,11 @@ async def materialize(
     rule = Recurrence.parse(assignment.rrule)
     start_local = datetime.strptime(assignment.start_local, LOCAL_FORMAT)
     horizon = now + HORIZON
-    window_start = assignment.materialized_until or assignment.starts_at
+    grace = timedelta(minutes=assignment.grace_minutes)
+    # Never from further back than the oldest due time whose window is still open: counted
+    # from a start years ago, the expansion's limit would be spent on the past (and the horizon
+    # recorded as reached with nothing created). Ordinals still count from the series start.
+    window_start = max(assignment.materialized_until or assignment.starts_at, now - grace)
     taken = set(
         (
             await session.scalars(
@@ -77,10 +86,9 @@ async def materialize(
         ).all()
     )
     opens_before = timedelta(minutes=assignment.opens_before_minutes)
-    grace = timedelta(minutes=assignment.grace_minutes)
     created = []
     for series_ordinal, due_at in expand_between(
-        rule, start_local, client.time_zone, window_start, horizon
+        rule, start_local, client.time_zone, window_start, horizon, limit=MAX_PER_HORIZON
     ):
         ordinal = assignment.ordinal_base + series_ordinal
         # An occurrence whose window closed before it could be seen is never created.

@@ -32,7 +32,7 @@ total.
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from itertools import groupby, islice, takewhile
@@ -215,6 +215,35 @@ def expand_between(
         if instant >= start:
             found.append(Occurrence(index, instant))
     return found
+
+
+# The most occurrences one rule may have in any 28 days (a horizon): more is refused when the
+# schedule is saved, never cut short when it is materialised.
+MAX_PER_HORIZON = 1000
+
+
+def refusal(
+    rule: Recurrence,
+    start_local: datetime,
+    tz: str | ZoneInfo,
+    from_utc: datetime,
+    horizon: timedelta,
+) -> str | None:
+    """Why this series cannot be assigned now, or None: it yields nothing from `from_utc` on,
+    or more than MAX_PER_HORIZON occurrences in the horizon from there."""
+    ahead = expand_between(
+        rule, start_local, tz, from_utc, from_utc + horizon, limit=MAX_PER_HORIZON + 1
+    )
+    if len(ahead) > MAX_PER_HORIZON:
+        return f"more than {MAX_PER_HORIZON} occurrences in {horizon.days} days"
+    if ahead or expand_between(rule, start_local, tz, from_utc, _END_OF_TIME, limit=1):
+        return None
+    if next(_series(rule, start_local, tz), None) is None:
+        return "the rule yields no occurrence at all: its UNTIL is before the first one"
+    return "every occurrence of the rule is in the past: its COUNT or UNTIL has run out"
+
+
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
 
 
 def _series(rule: Recurrence, start_local: datetime, tz: str | ZoneInfo) -> Iterator[datetime]:
