@@ -102,3 +102,35 @@ async def test_a_series_that_yields_nothing_from_now_on_is_refused(
     assert refused.status_code == 422, refused.text
     (error,) = refused.json()["errors"]
     assert (error["pointer"], error["message"]) == ("/schedule/rrule", why)
+
+
+async def test_an_adjustment_to_a_rule_that_yields_nothing_is_refused_too(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    freeze(world, "2026-11-22T09:00:00Z")
+    schedule = {
+        "type": "recurring",
+        "rrule": "FREQ=DAILY;BYHOUR=20;BYMINUTE=0",
+        "start": "2026-11-01T20:00",
+    }
+    created = await assign(client, world, world.a.clients["A1"], schedule)
+    assert created.status_code == 201, created.text
+    url = f"/v1/assignments/{created.json()['id']}/adjustments"
+    # Three evenings from 1 November: all gone by the 22nd.
+    refused = await client.post(
+        url,
+        json={"rrule": "FREQ=DAILY;COUNT=3;BYHOUR=20;BYMINUTE=0"},
+        headers=world.headers("client_a1"),
+    )
+    assert refused.status_code == 422, refused.text
+    (error,) = refused.json()["errors"]
+    assert (error["pointer"], error["message"]) == (
+        "/rrule",
+        "every occurrence of the rule is in the past: its COUNT or UNTIL has run out",
+    )
+    smaller = await client.post(
+        url,
+        json={"rrule": "FREQ=DAILY;COUNT=30;BYHOUR=20;BYMINUTE=0"},
+        headers=world.headers("client_a1"),
+    )
+    assert smaller.status_code == 201, smaller.text

@@ -238,9 +238,10 @@ async def propose_adjustment(
     body: AdjustmentCreate,
     session: SessionDep,
     principal: Annotated[Principal, require("assignments", "u")],
+    now: NowDep,
 ) -> AdjustmentOut:
     assignment = await assignments.get(session, principal, assignment_id, action=Action.update)
-    return adjustment_out(await adjustments.propose(session, principal, assignment, body))
+    return adjustment_out(await adjustments.propose(session, principal, assignment, body, now))
 
 
 @router.get(

@@ -11,15 +11,20 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.security import Principal
-from app.models import Adjustment, Assignment
+from app.models import Adjustment, Assignment, Client
 from app.schemas.assignments import AdjustmentCreate
 from app.services import assignments
 from app.services.events import EventType, record_event
+from app.services.schedules.occurrences import LOCAL_FORMAT
 from app.services.schedules.recurrence import Recurrence, RecurrenceError
 
 
 async def propose(
-    session: AsyncSession, principal: Principal, assignment: Assignment, body: AdjustmentCreate
+    session: AsyncSession,
+    principal: Principal,
+    assignment: Assignment,
+    body: AdjustmentCreate,
+    now: datetime,
 ) -> Adjustment:
     if not principal.is_client:
         raise Forbidden("Adjustments are the client's proposals; change the assignment instead.")
@@ -32,9 +37,14 @@ async def propose(
                 "body", ["rrule"], "only a recurring assignment has a rule", "not_recurring"
             )
         try:
-            proposed["rrule"] = Recurrence.parse(proposed["rrule"]).to_rrule()
+            rule = Recurrence.parse(proposed["rrule"])
         except RecurrenceError as exc:
             raise ValidationFailed.for_field("body", ["rrule"], str(exc), "rrule") from exc
+        client = await session.get(Client, assignment.client_id)
+        assert client is not None and assignment.start_local is not None
+        start_local = datetime.strptime(assignment.start_local, LOCAL_FORMAT)
+        assignments.refuse_barren_series(rule, start_local, client, assignment, now, ["rrule"])
+        proposed["rrule"] = rule.to_rrule()
     adjustment = Adjustment(
         tenant_id=assignment.tenant_id,
         assignment_id=assignment.id,

@@ -117,6 +117,22 @@ def _local_wall_time(value: datetime, time_zone: str) -> datetime:
     return value.astimezone(ZoneInfo(time_zone)).replace(tzinfo=None, second=0, microsecond=0)
 
 
+def refuse_barren_series(
+    rule: Recurrence,
+    start_local: datetime,
+    client: Client,
+    assignment: Assignment,
+    now: datetime,
+    pointer: list[str | int],
+) -> None:
+    """A 422 at `pointer` for a series with nothing from now on, or too dense to keep whole.
+    "From now on" starts at the oldest due time whose window is still open."""
+    from_utc = now - timedelta(minutes=assignment.grace_minutes)
+    refused = refusal(rule, start_local, client.time_zone, from_utc, HORIZON)
+    if refused is not None:
+        raise ValidationFailed.for_field("body", pointer, refused, "rrule")
+
+
 def _apply_schedule(
     assignment: Assignment,
     schedule: Schedule,
@@ -138,11 +154,7 @@ def _apply_schedule(
                 "body", [*pointer, "rrule"], str(exc), "rrule"
             ) from exc
         start_local = _local_wall_time(schedule.start, client.time_zone)
-        # From the oldest due time whose window is still open: what could still be done.
-        from_utc = now - timedelta(minutes=assignment.grace_minutes)
-        refused = refusal(rule, start_local, client.time_zone, from_utc, HORIZON)
-        if refused is not None:
-            raise ValidationFailed.for_field("body", [*pointer, "rrule"], refused, "rrule")
+        refuse_barren_series(rule, start_local, client, assignment, now, [*pointer, "rrule"])
         assignment.rrule = rule.to_rrule()
         assignment.start_local = start_local.strftime(LOCAL_FORMAT)
         assignment.starts_at = min(now, local_to_utc(start_local, client.time_zone))
