@@ -403,6 +403,18 @@ async def drop_store(store: Store) -> None:
         await admin.close()
 
 
+async def tear_down(
+    services: list[Service], database: Database, store: Store, result: dict[str, Any]
+) -> None:
+    """Stop the run's processes (last started first), keep what their logs complained of,
+    and drop its database."""
+    for service in reversed(services):
+        service.stop()
+    result["log_problems"] = [p for s in services for p in s.problems()]
+    await database.dispose()
+    await drop_store(store)
+
+
 async def create_tenant(database: Database, name: str) -> IssuedCredentials:
     async with database.sessionmaker() as session, session.begin():
         return await tenants.create_tenant(session, name)
@@ -782,11 +794,7 @@ async def run_condition(
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["complete"] = False
     finally:
-        for service in reversed(services):
-            service.stop()
-        result["log_problems"] = [p for s in services for p in s.problems()]
-        await database.dispose()
-        await drop_store(store)
+        await tear_down(services, database, store, result)
     return result
 
 
@@ -997,11 +1005,7 @@ async def run_drain(options: argparse.Namespace, admin_url: str, root: Path) -> 
         result["error"] = f"{type(exc).__name__}: {exc}"
         result["complete"] = False
     finally:
-        for service in reversed(services):
-            service.stop()
-        result["log_problems"] = [p for s in services for p in s.problems()]
-        await database.dispose()
-        await drop_store(store)
+        await tear_down(services, database, store, result)
     return result
 
 
