@@ -161,12 +161,16 @@ def _apply_schedule(
         assignment.due_at = None
         assignment.materialized_until = None
     else:
-        if client.next_session_at is None:
+        session_at = scheduling.upcoming_session(client, now)
+        if session_at is None:
             raise ValidationFailed.for_field(
-                "body", [*pointer, "type"], "the client has no next session booked", "no_session"
+                "body",
+                [*pointer, "type"],
+                "the client has no upcoming session booked",
+                "no_session",
             )
-        assignment.due_at = client.next_session_at
-        assignment.starts_at = min(now, client.next_session_at)
+        assignment.due_at = session_at
+        assignment.starts_at = now
 
 
 async def create(
@@ -446,9 +450,9 @@ async def follow_client_changes(
     ).all()
     for assignment in active:
         if assignment.schedule_type == ScheduleType.before_next_session:
-            if "next_session_at" not in changed or client.next_session_at is None:
+            if "next_session_at" not in changed:
                 continue
-            assignment.due_at = client.next_session_at
+            assignment.due_at = scheduling.upcoming_session(client, now)
         elif "time_zone" not in changed or assignment.schedule_type != ScheduleType.recurring:
             continue
         await scheduling.recompute_future(session, assignment, client, now)

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.cli import main
@@ -30,7 +30,7 @@ from app.services.schedules import jobs as occurrence_jobs
 from app.services.schedules.jobs import extend_horizons, finish_assignments, mark_missed, open_due
 from app.worker.jobs import JOBS, Job, transactional
 from app.worker.loop import run_forever, run_once
-from tests.homework_helpers import assign, freeze, new_client
+from tests.homework_helpers import assign, freeze
 from tests.world import World
 
 BATCH = 200
@@ -300,30 +300,6 @@ async def test_a_series_with_work_still_ahead_does_not_end(
     counts = await run_once(world.app.state.database, now, BATCH)
     assert counts["finish_assignments"] == 1
     assert (await read(client, world, created["id"]))["status"] == "completed"
-
-
-async def test_before_the_next_session_with_no_session_booked_waits(
-    client: httpx.AsyncClient, world: World
-) -> None:
-    freeze(world, "2026-11-22T09:00:00Z")
-    client_id = await new_client(
-        client, world, "America/New_York", next_session_at="2026-11-26T15:00:00Z"
-    )
-    created = (await assign(client, world, client_id, {"type": "before_next_session"})).json()
-    # The API refuses this schedule while no session is booked, so the state of an assignment
-    # waiting for a booking (no due time, no occurrence, a "complete" series) is set directly.
-    async with world.app.state.database.sessionmaker() as session, session.begin():
-        await session.execute(delete(Occurrence).where(Occurrence.assignment_id == created["id"]))
-        await session.execute(
-            update(Assignment)
-            .where(Assignment.id == created["id"])
-            .values(due_at=None, materialized_until=None, series_complete=True)
-        )
-    counts = await run_once(world.app.state.database, at("2027-06-01T00:00:00Z"), BATCH)
-    # Nothing happens to the assignment (its creation event is sent, and later pruned).
-    occurrence_jobs = ("extend_horizons", "open_due", "mark_missed", "finish_assignments")
-    assert {job: counts[job] for job in occurrence_jobs} == dict.fromkeys(occurrence_jobs, 0)
-    assert (await read(client, world, created["id"]))["status"] == "active"
 
 
 async def test_a_failing_job_is_logged_without_its_message_and_the_others_still_run(

@@ -37,6 +37,13 @@ def local_label(instant: datetime, time_zone: str) -> str:
     return instant.astimezone(ZoneInfo(time_zone)).strftime(LOCAL_FORMAT)
 
 
+def upcoming_session(client: Client, now: datetime) -> datetime | None:
+    """The client's next session if it is still ahead: one cleared, or set in the past, is no
+    booking, and before-the-session homework waits for the next one."""
+    at = client.next_session_at
+    return at if at is not None and at > now else None
+
+
 def initial_status(opens_at: datetime, now: datetime) -> str:
     return OccurrenceStatus.open if opens_at <= now else OccurrenceStatus.upcoming
 
@@ -114,9 +121,17 @@ async def _materialize_single(
     """A one-off (or before-the-session) occurrence: created once, then moved with its due time
     for as long as it is unresolved."""
     assignment.series_complete = True
-    if assignment.due_at is None:
-        return []  # before_next_session with no session booked yet: nothing due
     assignment.materialized_until = assignment.due_at
+    if assignment.due_at is None:
+        # Before the session, with none booked: waiting. An occurrence not yet done goes, and
+        # its reminders with it (the foreign key cascades); the next booking brings it back.
+        await session.execute(
+            delete(Occurrence).where(
+                Occurrence.assignment_id == assignment.id,
+                Occurrence.status.in_(OccurrenceStatus.UNRESOLVED),
+            )
+        )
+        return []
     existing = await session.scalar(
         select(Occurrence).where(Occurrence.assignment_id == assignment.id)
     )
