@@ -169,6 +169,7 @@ def figures(
         "completed": completed,
         "completion_rate": rate,
         "on_time": on_time,
+        "imported": 0,
         "on_time_rate": on_time_rate,
         "current_streak": streak[0],
         "best_streak": streak[1],

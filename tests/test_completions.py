@@ -43,14 +43,14 @@ async def test_a_client_completes_with_answers(
         effort=4,
         minutes_spent=5,
         reflection="Noticing helped",
-        completed_at="2026-11-22T11:30:00Z",
+        completed_at="2026-11-22T11:57:00Z",  # offline, a little before it opened at 12:00
         time_zone="Europe/Paris",
     )
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["id"].startswith("cmp_") and body["status"] == "done"
     assert body["answers"] == {"mood": 6, "note": "Walked at lunch"}
-    assert body["completed_at"] == "2026-11-22T11:30:00Z" and body["time_zone"] == "Europe/Paris"
+    assert body["completed_at"] == "2026-11-22T11:57:00Z" and body["time_zone"] == "Europe/Paris"
     assert body["received_at"] == "2026-11-22T12:00:00Z"
     assert body["late"] is False and body["recorded_by"] == "client" and body["in_session"] is False
     assert body["distress_flagged"] is False and body["measure"] is None
@@ -439,11 +439,13 @@ async def test_a_recurring_assignment_completes_when_its_last_occurrence_is_reso
     created = (await assign(client, world, world.a.clients["A1"], DAILY_3)).json()
     ids = [o["id"] for o in created["occurrences"]]
     await complete(client, world, ids[0], status="done", answers={"mood": 5})
+    freeze(world, "2026-11-23T09:00:00Z")  # each is done once it has opened (08:00)
     await complete(client, world, ids[1], status="not_done", barriers=["no_time"])
     after_two = (
         await client.get(f"/v1/assignments/{created['id']}", headers=world.headers("client_a1"))
     ).json()
     assert after_two["status"] == "active"
+    freeze(world, "2026-11-24T09:00:00Z")
     await complete(client, world, ids[2], status="partial", answers={}, barriers=["too_hard"])
     done = (
         await client.get(f"/v1/assignments/{created['id']}", headers=world.headers("client_a1"))

@@ -124,7 +124,7 @@ async def test_a_completion_is_delivered_with_ids_and_nothing_a_person_wrote(
         effort=4,
         minutes_spent=5,
         reflection="Noticing it helped",
-        completed_at="2026-11-22T11:30:00Z",
+        completed_at="2026-11-22T11:57:00Z",
         time_zone="Europe/Paris",
     )
     assert completed.status_code == 201, completed.text

@@ -65,6 +65,9 @@ class Completion(Base):
     time_zone: Mapped[str] = mapped_column(String(64), nullable=False)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     late: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    # Brought by the vendor's backend from another system: its time is theirs, not the
+    # client's clock at the moment, so it is kept out of on-time rates.
+    imported: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     recorded_by_kind: Mapped[str] = mapped_column(String(20), nullable=False)
     recorded_by_id: Mapped[str] = mapped_column(String(40), nullable=False)
     in_session: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)

@@ -43,6 +43,7 @@ def _figures(figures: adherence.Figures) -> AdherenceFigures:
         completed=figures.completed,
         completion_rate=figures.completion_rate,
         on_time=figures.on_time,
+        imported=figures.imported,
         on_time_rate=figures.on_time_rate,
         current_streak=figures.current_streak,
         best_streak=figures.best_streak,

@@ -48,6 +48,7 @@ def completion_out(completion: Completion) -> CompletionOut:
         time_zone=completion.time_zone,
         received_at=completion.received_at,
         late=completion.late,
+        imported=completion.imported,
         recorded_by=completion.recorded_by_kind,
         in_session=completion.in_session,
         measure=(
@@ -90,7 +91,8 @@ def revision_out(revision: CompletionRevision) -> CompletionRevisionOut:
     description="The client records their own; a clinician may record one during a session "
     "(marked `in_session`). Answers are checked against the template version the assignment "
     "was made from; every bad field is named by JSON pointer. A completion after the "
-    "occurrence's window closed is accepted and marked `late`.",
+    "occurrence's window closed is accepted and marked `late`; one dated before the occurrence "
+    "opened is refused, unless your backend imports it (`imported`).",
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def create_completion(

@@ -51,6 +51,7 @@ def _figures_example(
         "completed": completed,
         "completion_rate": round(completed / counted, 4),
         "on_time": on_time,
+        "imported": 0,
         "on_time_rate": round(on_time / completed, 4),
         "current_streak": streaks[0],
         "best_streak": streaks[1],
@@ -80,9 +81,15 @@ class AdherenceFigures(BaseModel):
     completion_rate: float | None = Field(
         description="`completed / counted`; null when nothing is counted."
     )
-    on_time: int = Field(description="Of the completed ones, those whose completion is not late.")
+    on_time: int = Field(
+        description="Of the completed ones recorded here, those whose completion is not late."
+    )
+    imported: int = Field(
+        description="Of the completed ones, those your backend imported from another system: "
+        "their times are not this service's to judge, so they are left out of the on-time rate."
+    )
     on_time_rate: float | None = Field(
-        description="`on_time / completed`; null when nothing was completed."
+        description="`on_time / (completed - imported)`; null when nothing was completed here."
     )
     current_streak: int = Field(
         description="Completed or partial occurrences in a row, by due time, ending at the "

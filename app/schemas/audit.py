@@ -42,7 +42,9 @@ class AuditEventOut(BaseModel):
     )
     token_id: str = Field(description="The access token's `jti`.")
     client_id: str | None = Field(description="The client whose data it was.")
-    action: str = Field(description="`read`, `list`, `create`, `update`, `delete` or `erase`.")
+    action: str = Field(
+        description="`read`, `list`, `create`, `update`, `delete`, `erase` or `import`."
+    )
     resource_type: str = Field(description="Such as `client`, `assignment` or `completion`.")
     resource_id: str | None
     request_id: str | None = Field(

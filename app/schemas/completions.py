@@ -91,10 +91,19 @@ class CompletionCreate(CompletionFields):
 
     occurrence_id: str = Field(max_length=40)
     completed_at: Instant | None = Field(
-        default=None, description="When the client did it, by their clock (defaults to now)."
+        default=None,
+        description="When the client did it, by their clock (defaults to now). It must lie "
+        "between the occurrence's opening and now, each give or take 5 minutes of clock skew; "
+        "an import may be older.",
     )
     time_zone: TimeZoneName | None = Field(
         default=None, description="The client's zone when they did it (defaults to theirs)."
+    )
+    imported: bool = Field(
+        default=False,
+        description="Your backend only (a system token): history brought from another system. "
+        "Any past `completed_at` is accepted; the completion is marked `imported`, audited as "
+        "an `import`, and left out of on-time rates.",
     )
 
 
@@ -151,6 +160,7 @@ class CompletionOut(BaseModel):
                     "time_zone": EXAMPLE_TIME_ZONE,
                     "received_at": "2026-11-24T01:12:03Z",
                     "late": False,
+                    "imported": False,
                     "recorded_by": "client",
                     "in_session": False,
                     "measure": None,
@@ -187,6 +197,9 @@ class CompletionOut(BaseModel):
     time_zone: str
     received_at: datetime
     late: bool = Field(description="Done after the occurrence's window had closed.")
+    imported: bool = Field(
+        description="Brought from another system by your backend; left out of on-time rates."
+    )
     recorded_by: Literal["client", "clinician", "system"]
     in_session: bool
     measure: MeasureOut | None

@@ -5,7 +5,8 @@ The definitions (docs/ADHERENCE.md has them in full):
   (completed, partial, missed, declined) or its completion window has closed (an unresolved
   occurrence past its window is missed, whether or not the worker has marked it yet);
 - the *completion rate* is completed-or-partial counted occurrences over counted occurrences;
-- the *on-time rate* is, of those completed or partial, the share whose completion is not late;
+- the *on-time rate* is, of those completed or partial, the share whose completion is not late
+  (imports from another system are left out: their times are not ours to judge);
 - a *streak* is a run of completed-or-partial counted occurrences in due-time order; the
   current streak ends at the latest counted occurrence.
 
@@ -128,6 +129,7 @@ class Figures:
     counted: int = 0
     completed: int = 0
     on_time: int = 0
+    imported: int = 0
     helpfulness_total: int = 0
     rated: int = 0
     barriers: dict[str, int] = field(default_factory=lambda: dict.fromkeys(BARRIERS, 0))
@@ -138,6 +140,7 @@ class Figures:
         self.counted += other.counted
         self.completed += other.completed
         self.on_time += other.on_time
+        self.imported += other.imported
         self.helpfulness_total += other.helpfulness_total
         self.rated += other.rated
         for code, n in other.barriers.items():
@@ -149,7 +152,8 @@ class Figures:
 
     @property
     def on_time_rate(self) -> float | None:
-        return ratio(self.on_time, self.completed)
+        # An import's time is another system's record, neither on time nor late here.
+        return ratio(self.on_time, self.completed - self.imported)
 
     @property
     def mean_helpfulness(self) -> float | None:
@@ -203,7 +207,8 @@ async def _figures_by_kind(
             Assignment.kind,
             ones(counted(now)),
             ones(done),
-            ones(and_(done, Completion.late.is_(False))),
+            ones(and_(done, Completion.late.is_(False), Completion.imported.is_(False))),
+            ones(and_(done, Completion.imported.is_(True))),
             func.coalesce(func.sum(Completion.helpfulness), 0),
             func.count(Completion.helpfulness),
             *_barrier_sums(),
@@ -220,13 +225,13 @@ async def _figures_by_kind(
         .group_by(Assignment.kind)
     )
     figures = {}
-    for kind, n_counted, n_done, n_on_time, h_total, n_rated, *barriers in await session.execute(
-        statement
-    ):
+    rows = await session.execute(statement)
+    for kind, n_counted, n_done, n_on_time, n_imported, h_total, n_rated, *barriers in rows:
         figures[kind] = Figures(
             counted=int(n_counted),
             completed=int(n_done),
             on_time=int(n_on_time),
+            imported=int(n_imported),
             helpfulness_total=int(h_total),
             rated=int(n_rated),
             barriers={code: int(n) for code, n in zip(BARRIERS, barriers, strict=True)},

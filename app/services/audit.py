@@ -27,6 +27,7 @@ class Action(StrEnum):
     update = "update"
     delete = "delete"
     erase = "erase"
+    import_ = "import"
 
 
 async def record(

@@ -221,9 +221,10 @@ async def create(
     if occurrence.status == OccurrenceStatus.cancelled:
         raise Conflict("The occurrence was cancelled.")
     _check(body, version.response_schema)
+    if body.imported and not principal.is_system:
+        raise Forbidden("Only your backend (a system token) may import a completion.")
     completed_at = body.completed_at or now
-    if completed_at > now + CLOCK_SKEW:
-        raise ValidationFailed.for_field("body", ["completed_at"], "is in the future", "future")
+    _check_completed_at(completed_at, occurrence.opens_at, now, imported=body.imported)
     stamp = utcnow()
     completion = Completion(
         tenant_id=occurrence.tenant_id,
@@ -235,6 +236,7 @@ async def create(
         time_zone=body.time_zone or client.time_zone,
         received_at=now,
         late=completed_at > occurrence.closes_at,
+        imported=body.imported,
         recorded_by_kind=principal.kind.value,
         recorded_by_id=principal.subject_id,
         in_session=principal.is_clinician,
@@ -271,10 +273,30 @@ async def create(
     if reminders.policy_of(assignment, version).only_if_not_done:
         await reminders.cancel_pending(session, "resolved", occurrence_id=occurrence.id)
     await assignments.finish_if_resolved(session, assignment, now)
+    action = Action.import_ if completion.imported else Action.create
     await audit.record(
-        session, principal, Action.create, "completion", [(completion.client_id, completion.id)]
+        session, principal, action, "completion", [(completion.client_id, completion.id)]
     )
     return completion
+
+
+def _check_completed_at(
+    completed_at: datetime, opens_at: datetime, now: datetime, *, imported: bool
+) -> None:
+    """The client's clock is trusted within CLOCK_SKEW: never in the future, and never before
+    the occurrence could be seen (backdating would turn late work into on-time work). History
+    from another system comes as an import, which may be older."""
+    if completed_at > now + CLOCK_SKEW:
+        raise ValidationFailed.for_field("body", ["completed_at"], "is in the future", "future")
+    if not imported and completed_at < opens_at - CLOCK_SKEW:
+        opening = f"{opens_at:%Y-%m-%dT%H:%M:%SZ}"
+        why = (
+            f"is before the occurrence opens ({opening}): it cannot be done yet"
+            if opens_at > now
+            else f"is before the occurrence opened ({opening}); your backend brings older "
+            "history with `imported: true`"
+        )
+        raise ValidationFailed.for_field("body", ["completed_at"], why, "before_window")
 
 
 async def get(

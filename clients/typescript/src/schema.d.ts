@@ -499,7 +499,7 @@ export interface paths {
         put?: never;
         /**
          * Record what was done for one occurrence
-         * @description The client records their own; a clinician may record one during a session (marked `in_session`). Answers are checked against the template version the assignment was made from; every bad field is named by JSON pointer. A completion after the occurrence's window closed is accepted and marked `late`.
+         * @description The client records their own; a clinician may record one during a session (marked `in_session`). Answers are checked against the template version the assignment was made from; every bad field is named by JSON pointer. A completion after the occurrence's window closed is accepted and marked `late`; one dated before the occurrence opened is refused, unless your backend imports it (`imported`).
          */
         post: operations["create_completion"];
         delete?: never;
@@ -1247,6 +1247,7 @@ export interface components {
          *       "completion_rate": 0.75,
          *       "counted": 20,
          *       "current_streak": 4,
+         *       "imported": 0,
          *       "mean_helpfulness": 6.42,
          *       "on_time": 13,
          *       "on_time_rate": 0.8667,
@@ -1287,18 +1288,23 @@ export interface components {
              */
             current_streak: number;
             /**
+             * Imported
+             * @description Of the completed ones, those your backend imported from another system: their times are not this service's to judge, so they are left out of the on-time rate.
+             */
+            imported: number;
+            /**
              * Mean Helpfulness
              * @description Mean helpfulness (0-10) of the completions of occurrences due in the window, to two decimals; null when none was rated.
              */
             mean_helpfulness: number | null;
             /**
              * On Time
-             * @description Of the completed ones, those whose completion is not late.
+             * @description Of the completed ones recorded here, those whose completion is not late.
              */
             on_time: number;
             /**
              * On Time Rate
-             * @description `on_time / completed`; null when nothing was completed.
+             * @description `on_time / (completed - imported)`; null when nothing was completed here.
              */
             on_time_rate: number | null;
             /**
@@ -1327,6 +1333,7 @@ export interface components {
          *           "completion_rate": 0.6667,
          *           "counted": 6,
          *           "current_streak": 1,
+         *           "imported": 0,
          *           "mean_helpfulness": 7.33,
          *           "on_time": 3,
          *           "on_time_rate": 0.75,
@@ -1347,6 +1354,7 @@ export interface components {
          *           "completion_rate": 0.7857,
          *           "counted": 14,
          *           "current_streak": 3,
+         *           "imported": 0,
          *           "mean_helpfulness": 6.11,
          *           "on_time": 10,
          *           "on_time_rate": 0.9091,
@@ -1407,6 +1415,7 @@ export interface components {
          *         "completion_rate": 0.75,
          *         "counted": 20,
          *         "current_streak": 4,
+         *         "imported": 0,
          *         "mean_helpfulness": 6.42,
          *         "on_time": 13,
          *         "on_time_rate": 0.8667,
@@ -1850,7 +1859,7 @@ export interface components {
         AuditEventOut: {
             /**
              * Action
-             * @description `read`, `list`, `create`, `update`, `delete` or `erase`.
+             * @description `read`, `list`, `create`, `update`, `delete`, `erase` or `import`.
              */
             action: string;
             /**
@@ -2282,7 +2291,7 @@ export interface components {
             barriers?: ("forgot" | "no_time" | "too_hard" | "felt_overwhelmed" | "not_relevant" | "unclear_instructions" | "other")[];
             /**
              * Completed At
-             * @description When the client did it, by their clock (defaults to now).
+             * @description When the client did it, by their clock (defaults to now). It must lie between the occurrence's opening and now, each give or take 5 minutes of clock skew; an import may be older.
              */
             completed_at?: string | null;
             /**
@@ -2295,6 +2304,12 @@ export interface components {
              * @description 0 (not at all) to 10.
              */
             helpfulness?: number | null;
+            /**
+             * Imported
+             * @description Your backend only (a system token): history brought from another system. Any past `completed_at` is accepted; the completion is marked `imported`, audited as an `import`, and left out of on-time rates.
+             * @default false
+             */
+            imported?: boolean;
             /** Minutes Spent */
             minutes_spent?: number | null;
             /** Occurrence Id */
@@ -2335,6 +2350,7 @@ export interface components {
          *       "effort": 3,
          *       "helpfulness": 7,
          *       "id": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z",
+         *       "imported": false,
          *       "in_session": false,
          *       "kind": "mood_log",
          *       "late": false,
@@ -2396,6 +2412,11 @@ export interface components {
             helpfulness: number | null;
             /** Id */
             id: string;
+            /**
+             * Imported
+             * @description Brought from another system by your backend; left out of on-time rates.
+             */
+            imported: boolean;
             /** In Session */
             in_session: boolean;
             /** Kind */
