@@ -464,6 +464,11 @@ MATRIX: dict[tuple[str, str], Case | Exempt] = {
         #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope
         expect=row(201, 201,   404,   403,   403,   404,  401, 401, 403),
     ),
+    # The preview checks what creating checks, and answers 200: nothing is made.
+    ("POST", "/v1/assignments/preview"): Case(
+        scope="assignments.c", body=new_assignment,
+        expect=row(200, 200,   404,   403,   403,   404,  401, 401, 403),
+    ),
     ("GET", "/v1/assignments"): Case(
         scope="assignments.s",
         expect=row(200, 200,   200,   200,   200,   200,  401, 401, 403),

@@ -14,6 +14,7 @@ from app.core.pagination import CursorQuery, LimitQuery, Page
 from app.core.routing import AppRoute
 from app.core.security import Principal, require
 from app.models import Adjustment, Assignment, Occurrence
+from app.schemas.assignment_preview import AssignmentPreview, PreviewOccurrence, PreviewReminder
 from app.schemas.assignments import (
     AdjustmentCreate,
     AdjustmentOut,
@@ -28,8 +29,9 @@ from app.schemas.assignments import (
     TemplateRef,
 )
 from app.schemas.common import Instant
-from app.services import adjustments, assignments
+from app.services import adjustments, assignment_preview, assignments
 from app.services.audit import Action
+from app.services.schedules import occurrences as scheduling
 
 router = APIRouter(prefix="/v1/assignments", tags=["assignments"], route_class=AppRoute)
 AssignmentId = Annotated[str, Path(max_length=40)]
@@ -53,12 +55,7 @@ def assignment_out(
         purpose=assignment.purpose,
         difficulty_step=assignment.difficulty_step,
         status=assignment.status,
-        schedule=ScheduleOut(
-            type=assignment.schedule_type,
-            rrule=assignment.rrule,
-            start_local=assignment.start_local,
-            due_at=assignment.due_at,
-        ),
+        schedule=schedule_out(assignment),
         window=assignments.schedule_window(assignment),
         reminders=(
             ReminderPolicyIn.model_validate(assignment.reminder_policy)
@@ -68,6 +65,45 @@ def assignment_out(
         created_at=assignment.created_at,
         updated_at=assignment.updated_at,
         occurrences=[occurrence_out(o) for o in occurrences] if occurrences is not None else None,
+    )
+
+
+def schedule_out(assignment: Assignment) -> ScheduleOut:
+    return ScheduleOut(
+        type=assignment.schedule_type,
+        rrule=assignment.rrule,
+        start_local=assignment.start_local,
+        due_at=assignment.due_at,
+    )
+
+
+def preview_out(preview: assignment_preview.Preview) -> AssignmentPreview:
+    def local(instant: datetime) -> str:
+        return scheduling.local_label(instant, preview.time_zone)
+
+    return AssignmentPreview(
+        client_id=preview.assignment.client_id,
+        time_zone=preview.time_zone,
+        as_of=preview.as_of,
+        until=preview.until,
+        schedule=schedule_out(preview.assignment),
+        window=assignments.schedule_window(preview.assignment),
+        occurrences=[
+            PreviewOccurrence(
+                ordinal=o.occurrence.ordinal,
+                status=o.occurrence.status,
+                due_at=o.occurrence.due_at,
+                opens_at=o.occurrence.opens_at,
+                closes_at=o.occurrence.closes_at,
+                local_due=o.occurrence.local_due,
+                local_opens=local(o.occurrence.opens_at),
+                local_closes=local(o.occurrence.closes_at),
+                reminders=[
+                    PreviewReminder.model_validate(r, from_attributes=True) for r in o.reminders
+                ],
+            )
+            for o in preview.occurrences
+        ],
     )
 
 
@@ -94,6 +130,30 @@ async def create_assignment(
     assignment, occurrences = await assignments.create(session, principal, body, now)
     set_etag(response, assignment.id, assignment.version)
     return assignment_out(assignment, occurrences)
+
+
+@router.post(
+    "/preview",
+    operation_id="preview_assignment",
+    summary="See what an assignment would give the client, without saving it",
+    description="The same body, scopes and checks as creating one (every error is the one "
+    "`POST /v1/assignments` would answer), and nothing is saved: the occurrences it would have "
+    "over the next `days` days, with their windows and reminders on the client's clock, each "
+    "reminder moved or skipped as quiet hours, a mute or a daily cap would have it. Show it "
+    'before saving: "every evening at 20:00, reminded at 19:00".',
+    responses=problem_responses(401, 403, 404, 422),
+)
+async def preview_assignment(
+    body: AssignmentCreate,
+    session: SessionDep,
+    principal: Annotated[Principal, require("assignments", "c")],
+    now: NowDep,
+    days: Annotated[
+        int, Query(ge=1, le=28, description="How many days ahead to show (28: the horizon).")
+    ] = 7,
+) -> AssignmentPreview:
+    found = await assignment_preview.preview(session, principal, body, now, days)
+    return preview_out(found)
 
 
 @router.get(

@@ -173,9 +173,11 @@ def _apply_schedule(
         assignment.starts_at = now
 
 
-async def create(
+async def draft(
     session: AsyncSession, principal: Principal, body: AssignmentCreate, now: datetime
-) -> tuple[Assignment, list[Occurrence]]:
+) -> tuple[Assignment, Client, TemplateVersion]:
+    """The assignment `body` asks for, checked and scheduled as creating it checks it, but not
+    added to the session: `create` saves it, a preview only looks at it."""
     client = await _client(session, principal, body.client_id)
     clinician_id = await _assigning_clinician(session, principal, client, body.clinician_id)
     version = await templates.get_assignable_version(session, principal, body.template_id)
@@ -196,8 +198,17 @@ async def create(
         opens_before_minutes=body.window.opens_before_minutes,
         grace_minutes=body.window.grace_minutes,
         reminder_policy=body.reminders.model_dump() if body.reminders else None,
+        # Set here, not left to the column's default: a preview's draft is never flushed.
+        ordinal_base=0,
     )
     _apply_schedule(assignment, body.schedule, client, now, ["schedule"])
+    return assignment, client, version
+
+
+async def create(
+    session: AsyncSession, principal: Principal, body: AssignmentCreate, now: datetime
+) -> tuple[Assignment, list[Occurrence]]:
+    assignment, client, _ = await draft(session, principal, body, now)
     session.add(assignment)
     await session.flush()
     occurrences = await scheduling.materialize(session, assignment, client, now)

@@ -19,7 +19,7 @@ forward by the gap; a repeated time is the first).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -59,6 +59,8 @@ class PlannedReminder:
     local_due: str = field(compare=False)
     state: str = field(compare=False)  # scheduled | skipped
     reason: str | None = field(compare=False, default=None)
+    # Moved out of quiet hours: where it was planned, on the client's clock.
+    moved_from_local: str | None = field(compare=False, default=None)
 
 
 def _clock(value: str) -> time:
@@ -119,9 +121,7 @@ def plan(policy: ReminderPolicy, prefs: Preferences, window: Window) -> list[Pla
         reminders = _cap_per_day(reminders, policy.max_per_day)
     if prefs.muted:
         reminders = [
-            PlannedReminder(r.due_at, r.local_due, "skipped", "muted")
-            if r.state == "scheduled"
-            else r
+            replace(r, state="skipped", reason="muted") if r.state == "scheduled" else r
             for r in reminders
         ]
     return reminders
@@ -140,7 +140,11 @@ def _apply_quiet_hours(
                     instant, local.strftime(LOCAL_FORMAT), "skipped", "quiet_hours"
                 )
             return PlannedReminder(
-                moved, _local(moved, zone).strftime(LOCAL_FORMAT), "scheduled", "quiet_hours"
+                moved,
+                _local(moved, zone).strftime(LOCAL_FORMAT),
+                "scheduled",
+                "quiet_hours",
+                moved_from_local=local.strftime(LOCAL_FORMAT),
             )
     return PlannedReminder(instant, local.strftime(LOCAL_FORMAT), "scheduled")
 
@@ -153,9 +157,7 @@ def _cap_per_day(reminders: list[PlannedReminder], cap: int) -> list[PlannedRemi
         if reminder.state == "scheduled":
             per_day[day] = per_day.get(day, 0) + 1
             if per_day[day] > cap:
-                reminder = PlannedReminder(
-                    reminder.due_at, reminder.local_due, "skipped", "assignment_daily_cap"
-                )
+                reminder = replace(reminder, state="skipped", reason="assignment_daily_cap")
         kept.append(reminder)
     return kept
 

@@ -76,15 +76,7 @@ async def materialize(
     """Create the occurrences this assignment lacks up to the horizon; returns the new ones."""
     if assignment.schedule_type != ScheduleType.recurring:
         return await _materialize_single(session, assignment, client, now)
-    assert assignment.rrule and assignment.start_local
-    rule = Recurrence.parse(assignment.rrule)
-    start_local = datetime.strptime(assignment.start_local, LOCAL_FORMAT)
     horizon = now + HORIZON
-    grace = timedelta(minutes=assignment.grace_minutes)
-    # Never from further back than the oldest due time whose window is still open: counted
-    # from a start years ago, the expansion's limit would be spent on the past (and the horizon
-    # recorded as reached with nothing created). Ordinals still count from the series start.
-    window_start = max(assignment.materialized_until or assignment.starts_at, now - grace)
     taken = set(
         (
             await session.scalars(
@@ -92,27 +84,83 @@ async def materialize(
             )
         ).all()
     )
-    opens_before = timedelta(minutes=assignment.opens_before_minutes)
-    created = []
-    for series_ordinal, due_at in expand_between(
-        rule, start_local, client.time_zone, window_start, horizon, limit=MAX_PER_HORIZON
-    ):
-        ordinal = assignment.ordinal_base + series_ordinal
-        # An occurrence whose window closed before it could be seen is never created.
-        if ordinal in taken or due_at + grace <= now:
-            continue
-        opens_at = max(due_at - opens_before, assignment.starts_at)
-        created.append(_occurrence(assignment, ordinal, due_at, opens_at, client.time_zone, now))
+    created = [
+        occurrence
+        for occurrence in _series_between(assignment, client, now, horizon)
+        if occurrence.ordinal not in taken
+    ]
     session.add_all(created)
     await session.flush()
     await reminders.schedule_for(session, assignment, client, created, now)
     assignment.materialized_until = horizon
     remaining = expand_between(
-        rule, start_local, client.time_zone, horizon, horizon + FAR_FUTURE, limit=1
+        _rule(assignment),
+        _start_local(assignment),
+        client.time_zone,
+        horizon,
+        horizon + FAR_FUTURE,
+        limit=1,
     )
     assignment.series_complete = not remaining
     await session.flush()
     return created
+
+
+def expected(
+    assignment: Assignment, client: Client, now: datetime, until: datetime
+) -> list[Occurrence]:
+    """The occurrences a new assignment would be given, as `materialize` makes them, but not
+    added to any session: those of a series due before `until`, or its one-off."""
+    if assignment.schedule_type == ScheduleType.recurring:
+        return _series_between(assignment, client, now, until)
+    if assignment.due_at is None:
+        return []
+    return [
+        _occurrence(assignment, 0, assignment.due_at, assignment.starts_at, client.time_zone, now)
+    ]
+
+
+def _rule(assignment: Assignment) -> Recurrence:
+    assert assignment.rrule is not None
+    return Recurrence.parse(assignment.rrule)
+
+
+def _start_local(assignment: Assignment) -> datetime:
+    assert assignment.start_local is not None
+    return datetime.strptime(assignment.start_local, LOCAL_FORMAT)
+
+
+def _series_between(
+    assignment: Assignment, client: Client, now: datetime, until: datetime
+) -> list[Occurrence]:
+    """The series' occurrences from where it was materialised to `until`, new objects."""
+    grace = timedelta(minutes=assignment.grace_minutes)
+    opens_before = timedelta(minutes=assignment.opens_before_minutes)
+    # Never from further back than the oldest due time whose window is still open: counted
+    # from a start years ago, the expansion's limit would be spent on the past (and the horizon
+    # recorded as reached with nothing created). Ordinals still count from the series start.
+    window_start = max(assignment.materialized_until or assignment.starts_at, now - grace)
+    expansion = expand_between(
+        _rule(assignment),
+        _start_local(assignment),
+        client.time_zone,
+        window_start,
+        until,
+        limit=MAX_PER_HORIZON,
+    )
+    return [
+        _occurrence(
+            assignment,
+            assignment.ordinal_base + series_ordinal,
+            due_at,
+            max(due_at - opens_before, assignment.starts_at),
+            client.time_zone,
+            now,
+        )
+        for series_ordinal, due_at in expansion
+        # An occurrence whose window closed before it could be seen is never created.
+        if due_at + grace > now
+    ]
 
 
 async def _materialize_single(
@@ -136,9 +184,7 @@ async def _materialize_single(
         select(Occurrence).where(Occurrence.assignment_id == assignment.id)
     )
     if existing is None:
-        occurrence = _occurrence(
-            assignment, 0, assignment.due_at, assignment.starts_at, client.time_zone, now
-        )
+        (occurrence,) = expected(assignment, client, now, assignment.due_at)
         session.add(occurrence)
         await session.flush()
         await reminders.schedule_for(session, assignment, client, [occurrence], now)
@@ -187,11 +233,10 @@ async def _start_new_series(
         select(func.max(Occurrence.ordinal)).where(Occurrence.assignment_id == assignment.id)
     )
     assignment.ordinal_base = 0 if kept is None else kept + 1
-    assert assignment.start_local is not None
     local_now = now.astimezone(ZoneInfo(client.time_zone)).replace(
         tzinfo=None, second=0, microsecond=0
     )
-    start = max(datetime.strptime(assignment.start_local, LOCAL_FORMAT), local_now)
+    start = max(_start_local(assignment), local_now)
     assignment.start_local = start.strftime(LOCAL_FORMAT)
     assignment.starts_at = min(now, local_to_utc(start, client.time_zone))
 

@@ -125,7 +125,8 @@ async function main(): Promise<void> {
   const asClinician = createHomeworkClient(baseUrl, clinicianToken.access_token);
   const asClient = createHomeworkClient(baseUrl, clientToken.access_token);
 
-  // 5. The clinician assigns a mood log, due once in an hour (an instant with an offset).
+  // 5. The clinician previews a mood log due once in an hour (an instant with an offset), and
+  //    assigns it: the same body, nothing saved by the preview.
   const dueAt = new Date(Date.now() + 60 * 60 * 1000);
   dueAt.setUTCMilliseconds(0);
   const assignmentIn: Schemas["AssignmentCreate"] = {
@@ -135,6 +136,18 @@ async function main(): Promise<void> {
     purpose: "To see what lifts your mood, as we agreed",
     schedule: { type: "once", due_at: dueAt.toISOString().replace(/\.000Z$/, "+00:00") },
   };
+  const preview: Schemas["AssignmentPreview"] = await expectStatus(
+    "preview the assignment",
+    200,
+    asClinician.POST("/v1/assignments/preview", {
+      body: assignmentIn,
+      params: { query: { days: 1 } },
+    }),
+  );
+  const shown = preview.occurrences.map((occurrence) => Date.parse(occurrence.due_at));
+  if (shown.length !== 1 || shown[0] !== dueAt.getTime()) {
+    throw new UnexpectedStatus(`the preview shows ${JSON.stringify(preview.occurrences)}`);
+  }
   const assignment: Schemas["AssignmentOut"] = await expectStatus(
     "assign homework",
     201,

@@ -128,6 +128,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/assignments/preview": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * See what an assignment would give the client, without saving it
+         * @description The same body, scopes and checks as creating one (every error is the one `POST /v1/assignments` would answer), and nothing is saved: the occurrences it would have over the next `days` days, with their windows and reminders on the client's clock, each reminder moved or skipped as quiet hours, a mute or a daily cap would have it. Show it before saving: "every evening at 20:00, reminded at 19:00".
+         */
+        post: operations["preview_assignment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/assignments/{assignment_id}": {
         parameters: {
             query?: never;
@@ -1788,6 +1808,113 @@ export interface components {
             window: components["schemas"]["Window"];
         };
         /**
+         * AssignmentPreview
+         * @description What `POST /v1/assignments` with the same body would create now: nothing is saved.
+         * @example {
+         *       "as_of": "2026-11-23T15:30:00Z",
+         *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+         *       "occurrences": [
+         *         {
+         *           "closes_at": "2026-11-24T13:00:00Z",
+         *           "due_at": "2026-11-24T01:00:00Z",
+         *           "local_closes": "2026-11-24T08:00",
+         *           "local_due": "2026-11-23T20:00",
+         *           "local_opens": "2026-11-23T10:30",
+         *           "opens_at": "2026-11-23T15:30:00Z",
+         *           "ordinal": 0,
+         *           "reminders": [
+         *             {
+         *               "due_at": "2026-11-24T00:00:00Z",
+         *               "local_due": "2026-11-23T19:00",
+         *               "moved_from_local": null,
+         *               "reason": null,
+         *               "state": "scheduled"
+         *             }
+         *           ],
+         *           "status": "open"
+         *         },
+         *         {
+         *           "closes_at": "2026-11-25T13:00:00Z",
+         *           "due_at": "2026-11-25T01:00:00Z",
+         *           "local_closes": "2026-11-25T08:00",
+         *           "local_due": "2026-11-24T20:00",
+         *           "local_opens": "2026-11-24T08:00",
+         *           "opens_at": "2026-11-24T13:00:00Z",
+         *           "ordinal": 1,
+         *           "reminders": [
+         *             {
+         *               "due_at": "2026-11-25T00:00:00Z",
+         *               "local_due": "2026-11-24T19:00",
+         *               "moved_from_local": null,
+         *               "reason": null,
+         *               "state": "scheduled"
+         *             }
+         *           ],
+         *           "status": "upcoming"
+         *         },
+         *         {
+         *           "closes_at": "2026-11-26T13:00:00Z",
+         *           "due_at": "2026-11-26T01:00:00Z",
+         *           "local_closes": "2026-11-26T08:00",
+         *           "local_due": "2026-11-25T20:00",
+         *           "local_opens": "2026-11-25T08:00",
+         *           "opens_at": "2026-11-25T13:00:00Z",
+         *           "ordinal": 2,
+         *           "reminders": [
+         *             {
+         *               "due_at": "2026-11-26T00:00:00Z",
+         *               "local_due": "2026-11-25T19:00",
+         *               "moved_from_local": null,
+         *               "reason": null,
+         *               "state": "scheduled"
+         *             }
+         *           ],
+         *           "status": "upcoming"
+         *         }
+         *       ],
+         *       "schedule": {
+         *         "due_at": null,
+         *         "rrule": "FREQ=DAILY;BYHOUR=20;BYMINUTE=0",
+         *         "start_local": "2026-11-23T20:00",
+         *         "type": "recurring"
+         *       },
+         *       "time_zone": "America/New_York",
+         *       "until": "2026-11-26T15:30:00Z",
+         *       "window": {
+         *         "grace_minutes": 720,
+         *         "opens_before_minutes": 720
+         *       }
+         *     }
+         */
+        AssignmentPreview: {
+            /**
+             * As Of
+             * Format: date-time
+             * @description Now: the preview is what creating it now would do.
+             */
+            as_of: string;
+            /** Client Id */
+            client_id: string;
+            /**
+             * Occurrences
+             * @description Due before `until` (a one-off whenever it is due), in due order.
+             */
+            occurrences: components["schemas"]["PreviewOccurrence"][];
+            schedule: components["schemas"]["ScheduleOut"];
+            /**
+             * Time Zone
+             * @description The client's, in which every local time is given.
+             */
+            time_zone: string;
+            /**
+             * Until
+             * Format: date-time
+             * @description The end of the preview: `as_of` plus `days`.
+             */
+            until: string;
+            window: components["schemas"]["Window"];
+        };
+        /**
          * AssignmentUpdate
          * @example {
          *       "difficulty_step": 2,
@@ -3373,6 +3500,80 @@ export interface components {
              */
             next_cursor: string | null;
         };
+        /** PreviewOccurrence */
+        PreviewOccurrence: {
+            /**
+             * Closes At
+             * Format: date-time
+             */
+            closes_at: string;
+            /**
+             * Due At
+             * Format: date-time
+             */
+            due_at: string;
+            /**
+             * Local Closes
+             * @description On the client's clock, `YYYY-MM-DDTHH:MM`.
+             */
+            local_closes: string;
+            /**
+             * Local Due
+             * @description On the client's clock, `YYYY-MM-DDTHH:MM`.
+             */
+            local_due: string;
+            /**
+             * Local Opens
+             * @description On the client's clock, `YYYY-MM-DDTHH:MM`.
+             */
+            local_opens: string;
+            /**
+             * Opens At
+             * Format: date-time
+             */
+            opens_at: string;
+            /** Ordinal */
+            ordinal: number;
+            /**
+             * Reminders
+             * @description Those still ahead, in time order, with the client's quiet hours, mute and the policy's daily cap applied.
+             */
+            reminders: components["schemas"]["PreviewReminder"][];
+            /**
+             * Status
+             * @description As it would be when created now.
+             * @enum {string}
+             */
+            status: "upcoming" | "open";
+        };
+        /** PreviewReminder */
+        PreviewReminder: {
+            /**
+             * Due At
+             * Format: date-time
+             */
+            due_at: string;
+            /**
+             * Local Due
+             * @description On the client's clock, `YYYY-MM-DDTHH:MM`.
+             */
+            local_due: string;
+            /**
+             * Moved From Local
+             * @description For one moved out of quiet hours: when it was planned, on the client's clock.
+             */
+            moved_from_local: string | null;
+            /**
+             * Reason
+             * @description With `scheduled`: `quiet_hours` when it was moved to their end. With `skipped`: why it would not be sent (`quiet_hours`: they last past the occurrence's window; `muted`; `assignment_daily_cap`).
+             */
+            reason: string | null;
+            /**
+             * State
+             * @enum {string}
+             */
+            state: "scheduled" | "skipped";
+        };
         /**
          * ProblemDetail
          * @description RFC 9457 problem details.
@@ -4697,6 +4898,84 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    preview_assignment: {
+        parameters: {
+            query?: {
+                /** @description How many days ahead to show (28: the horizon). */
+                days?: number;
+            };
+            header?: {
+                /** @description Any unique string (a UUID): a retry with the same key and body gets the first response instead of a second effect. Kept 24 hours. */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AssignmentCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AssignmentPreview"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };
