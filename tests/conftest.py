@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app.core import migrations
-from app.core.config import Environment, Settings
+from app.core.config import RATE_LIMIT_NAMES, Environment, Settings
 from app.core.db import Database
 from app.main import create_app
 from app.models import Base
@@ -78,8 +78,19 @@ async def database_url(
         await admin.close()
 
 
+# The suite sends many requests as one caller within a minute: its limits are raised here,
+# explicitly, not switched off (every request is still counted, and carries the headers);
+# tests/test_rate_limits.py sets its own.
+SUITE_RATE_LIMITS = {f"rate_limit_{name}": "100000/minute" for name in RATE_LIMIT_NAMES}
+
+
 def _settings_for(url: str, **overrides: object) -> Settings:
-    return Settings(_env_file=None, env=Environment.test, database_url=url, **overrides)  # type: ignore[arg-type,call-arg]
+    return Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        env=Environment.test,
+        database_url=url,
+        **{**SUITE_RATE_LIMITS, **overrides},  # type: ignore[arg-type]
+    )
 
 
 @pytest.fixture

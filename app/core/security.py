@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import select
 
+from app.core import rate_limits
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, Unauthorized
 from app.core.scopes import Context, ScopeSet
@@ -98,7 +99,16 @@ async def authenticate(request: Request, session: SessionDep) -> Principal:
 def require(resource: str, permission: str) -> Any:
     """The dependency a route uses to demand `{caller's context}/{resource}.{permission}`."""
 
-    async def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    counted_as = rate_limits.route_class(resource, permission)
+
+    async def check(
+        request: Request, principal: Annotated[Principal, Depends(authenticate)]
+    ) -> Principal:
+        # Counted before the scope check: a token refused every route is still held to its
+        # budget.
+        await rate_limits.count_api_request(
+            request, principal.tenant_id, f"{principal.kind}:{principal.subject_id}", counted_as
+        )
         if not principal.scopes.allows(principal.kind, resource, permission):
             needed = f"{principal.kind}/{resource}.{permission}"
             raise Forbidden(

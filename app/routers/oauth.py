@@ -15,7 +15,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
+from app.core import rate_limits
 from app.core.db import SessionDep
+from app.core.errors import problem_responses
 from app.core.routing import TransactionRoute
 from app.core.scopes import ALL_SCOPES
 from app.core.tokens import TokenService
@@ -185,20 +187,28 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, st
     ),
     openapi_extra={"requestBody": TOKEN_REQUEST_BODY},
     response_model=TokenResponse,
-    responses={400: {"model": OAuthErrorBody}, 401: {"model": OAuthErrorBody}},
+    responses={
+        400: {"model": OAuthErrorBody},
+        401: {"model": OAuthErrorBody},
+        **problem_responses(429),
+    },
 )
 async def token(request: Request, session: SessionDep) -> Any:
     tokens: TokenService = request.app.state.tokens
     settings = request.app.state.settings
+    await rate_limits.count_token_request(request)
     try:
         form = await _form(request)
         grant_type = form.get("grant_type")
         if grant_type not in (CLIENT_CREDENTIALS, TOKEN_EXCHANGE):
             raise OAuthError("unsupported_grant_type", "Use client_credentials or token exchange.")
         client_id, secret = _client_credentials(request, form)
+        await rate_limits.refuse_if_failing(request, client_id)
         client = await tenants.authenticate_client(session, client_id, secret)
         if client is None:
+            await rate_limits.count_token_failure(request, client_id)
             raise OAuthError("invalid_client", "Unknown client or wrong secret.", 401)
+        await rate_limits.count_token_issued(request, client.id, client.tenant_id)
         if grant_type == CLIENT_CREDENTIALS:
             grant = oauth.client_credentials(client, form.get("scope"))
             ttl = settings.system_token_ttl_seconds
