@@ -13,11 +13,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
-from sqlalchemy.exc import DataError, DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
+
+from app.core.db_errors import RETRY_AFTER_SECONDS, database_unavailable
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:homework:problem:"
@@ -235,14 +237,6 @@ async def _handle_validation(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, problem)
 
 
-def _database_unavailable(exc: Exception) -> bool:
-    """A lost or refused connection, a full pool or a locked SQLite file: the database is
-    (for now) out of reach, which is the caller's cue to retry, not a bug of ours."""
-    if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated or isinstance(exc, OperationalError | InterfaceError)
-    return isinstance(exc, ConnectionError | PoolTimeout)
-
-
 def _refused_value(exc: Exception) -> bool:
     """SQLSTATE class 22, "data exception": a value the database will not take (a NUL byte, a
     number out of range). PostgreSQL drivers do not all map it to DataError, hence the code."""
@@ -258,13 +252,15 @@ async def _handle_database_error(request: Request, exc: Exception) -> JSONRespon
         # caller's input, so a 4xx; logged, since validation should have caught it first.
         log.warning("database refused a value", extra={"error": type(exc).__name__})
         return problem_response(request, ValidationFailed("A value could not be stored."))
-    if not _database_unavailable(exc):
+    if not database_unavailable(exc):
         raise exc
+    # The exception's name only: a driver's message can quote the statement's values.
     log.warning("database unavailable", extra={"error": type(exc).__name__})
     return problem_response(
         request,
         ServiceUnavailable(
-            "The database is unreachable; retry shortly.", headers={"Retry-After": "5"}
+            "The database is unreachable; retry shortly.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
         ),
     )
 
@@ -281,7 +277,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _handle_http_exception)
     app.add_exception_handler(RequestValidationError, _handle_validation)
     app.add_exception_handler(StaleDataError, _handle_lost_update)
-    for unavailable in (DBAPIError, ConnectionError, PoolTimeout):
+    # OSError: the driver raises a refused or timed-out connect as it is (app.core.db_errors).
+    for unavailable in (DBAPIError, OSError, PoolTimeout):
         app.add_exception_handler(unavailable, _handle_database_error)
 
 
