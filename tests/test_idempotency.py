@@ -99,4 +99,6 @@ async def test_a_request_still_in_flight_answers_409(
     finally:
         idempotency.store_response = original  # type: ignore[assignment]
     assert twin.status_code == 409
+    # While the first request runs its heartbeat renews the key's lease: at most LEASE ahead.
+    assert 1 <= int(twin.headers["retry-after"]) <= idempotency.LEASE.total_seconds()
     assert done.status_code == 201

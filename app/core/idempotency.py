@@ -8,24 +8,34 @@ effect.
   stored in the request's own transaction, so it commits together with the change it
   describes, or not at all.
 - A request that fails releases its claim, so that it can be retried.
+- An in-flight claim is a lease of `LEASE` seconds that a heartbeat renews every
+  `RENEW_EVERY` while the claiming request runs. A twin retry meanwhile gets 409 with
+  `Retry-After` (the seconds left on the lease). A process that dies (kill -9, a lost host)
+  stops renewing, so its key is taken over by the first retry at most `LEASE` seconds after the
+  last renewal: within 5 s of the crash, plus any clock skew between API hosts (the lease is
+  written with the claimant's clock and read with the retrier's).
 - Keys live 24 hours. The same key with another body answers 422.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-from dataclasses import dataclass
-from datetime import timedelta
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
-from sqlalchemy import delete, select
+from sqlalchemy import delete, null, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from app.core.db import Database, get_database
+from app.core.db_errors import database_unavailable
 from app.core.driver import Statement, param
 from app.core.errors import Conflict, Problem
 from app.core.security import Principal, authenticate
@@ -34,9 +44,13 @@ from app.models.base import utcnow
 from app.models.tables import IDEMPOTENCY_KEYS
 
 KEY_LIFETIME = timedelta(hours=24)
-# A claim older than this was left by a process that died mid-request; it may be taken over.
-ABANDONED_AFTER = timedelta(minutes=2)
+# Long enough that a renewal delayed by a busy event loop or a slow statement does not lose a
+# live claim; short enough that a dead claimant's key is free again within seconds.
+LEASE = timedelta(seconds=5)
+RENEW_EVERY = 1.0
 REPLAYED_HEADERS = ("content-type", "etag", "location")
+
+log = logging.getLogger("homework.idempotency")
 
 
 class IdempotencyKeyReused(Problem):
@@ -57,10 +71,26 @@ class Replay(Exception):
         self.headers = dict(record.response_headers or {})
 
 
-@dataclass(frozen=True)
+class InFlight(Conflict):
+    def __init__(self, lease_expires_at: datetime | None, now: datetime) -> None:
+        left = (lease_expires_at - now).total_seconds() if lease_expires_at else 0
+        super().__init__(
+            "A request with this Idempotency-Key is still in flight.",
+            headers={"Retry-After": str(max(1, math.ceil(left)))},
+        )
+
+
+@dataclass
 class Claim:
     caller: str
     key: str
+    # Renews the lease while the request runs; stopped once the answer is stored or released.
+    heartbeat: asyncio.Task[None] | None = field(default=None, compare=False, repr=False)
+
+    def stop(self) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            self.heartbeat = None
 
 
 def replay_response(replay: Replay) -> Response:
@@ -95,10 +125,38 @@ async def claim_idempotency_key(
         "digest": digest,
         "now": now,
         "expires_at": now + KEY_LIFETIME,
+        "lease_expires_at": now + LEASE,
     }
     if not await _claim_new(database, claim):
         await _claim_used(database, claim)
-    request.state.idempotency_claim = Claim(caller, key)
+    held = Claim(caller, key)
+    owner = asyncio.current_task()
+    assert owner is not None
+    held.heartbeat = asyncio.create_task(_keep_leased(database, held, owner))
+    request.state.idempotency_claim = held
+
+
+async def _keep_leased(database: Database, claim: Claim, owner: asyncio.Task[Any]) -> None:
+    """Renew the claim's lease until its request ends, however it ends: the request's task is
+    watched, so a request cancelled before it could release still stops renewing."""
+    while True:
+        await asyncio.wait({owner}, timeout=RENEW_EVERY)
+        if owner.done():
+            return
+        try:
+            async with database.autocommit_engine.begin() as connection:
+                await connection.execute(
+                    update(IdempotencyKey)
+                    .where(
+                        IdempotencyKey.caller == claim.caller,
+                        IdempotencyKey.key == claim.key,
+                        IdempotencyKey.state == "in_flight",
+                    )
+                    .values(lease_expires_at=utcnow() + LEASE)
+                )
+        except Exception as error:
+            # Missed renewals shorten the lease; the request itself will fail or finish.
+            log.warning("idempotency lease not renewed", extra={"error": type(error).__name__})
 
 
 def _claim_statement(dialect_insert: Any) -> Any:
@@ -111,6 +169,7 @@ def _claim_statement(dialect_insert: Any) -> Any:
             state="in_flight",
             created_at=param("now"),
             expires_at=param("expires_at"),
+            lease_expires_at=param("lease_expires_at"),
         )
         .on_conflict_do_nothing()
         .returning(IDEMPOTENCY_KEYS.c.key)
@@ -129,6 +188,7 @@ _STORE = Statement(
         response_status=param("status"),
         response_body=param("body"),
         response_headers=param("headers"),
+        lease_expires_at=null(),
     )
 )
 
@@ -141,15 +201,16 @@ async def _claim_new(database: Database, claim: dict[str, Any]) -> bool:
 
 async def _claim_used(database: Database, claim: dict[str, Any]) -> None:
     """A key seen before: a retry (replayed or 409 while in flight), a reuse with another body
-    (422), or a claim expired or abandoned by a dead process (taken over)."""
+    (422), or a claim expired or whose lease ran out with its process (taken over)."""
     now = claim["now"]
     async with AsyncSession(database.engine) as session, session.begin():
         existing = await session.get(
             IdempotencyKey, (claim["claimant"], claim["claimed_key"]), with_for_update=True
         )
         if existing is not None:
+            lease = existing.lease_expires_at
             taken_over = existing.expires_at <= now or (
-                existing.state == "in_flight" and existing.created_at <= now - ABANDONED_AFTER
+                existing.state == "in_flight" and (lease is None or lease <= now)
             )
             if not taken_over:
                 if existing.request_hash != claim["digest"]:
@@ -157,16 +218,19 @@ async def _claim_used(database: Database, claim: dict[str, Any]) -> None:
                         "This Idempotency-Key was used for a different request."
                     )
                 if existing.state == "in_flight":
-                    raise Conflict("A request with this Idempotency-Key is still in flight.")
+                    raise InFlight(lease, now)
                 raise Replay(existing)
             await session.delete(existing)
             await session.flush()
         if not await _CLAIM.scalars(session, **claim):
             # A concurrent twin claimed it between our read and our write.
-            raise Conflict("A request with this Idempotency-Key is still in flight.")
+            raise InFlight(claim["lease_expires_at"], now)
 
 
 async def store_response(session: AsyncSession, claim: Claim, response: Response) -> None:
+    # No renewal past this point: the UPDATE below holds the row (a PostgreSQL row lock, the
+    # SQLite write lock) until the request's transaction ends, so no twin can take it over.
+    claim.stop()
     headers = {k: v for k, v in response.headers.items() if k in REPLAYED_HEADERS}
     await _STORE.execute_many(
         session,
@@ -183,14 +247,22 @@ async def store_response(session: AsyncSession, claim: Claim, response: Response
 
 
 async def release(database: Database, claim: Claim) -> None:
-    async with database.autocommit_engine.begin() as connection:
-        await connection.execute(
-            delete(IdempotencyKey).where(
-                IdempotencyKey.caller == claim.caller,
-                IdempotencyKey.key == claim.key,
-                IdempotencyKey.state == "in_flight",
+    claim.stop()
+    try:
+        async with database.autocommit_engine.begin() as connection:
+            await connection.execute(
+                delete(IdempotencyKey).where(
+                    IdempotencyKey.caller == claim.caller,
+                    IdempotencyKey.key == claim.key,
+                    IdempotencyKey.state == "in_flight",
+                )
             )
-        )
+    except Exception as error:
+        if not database_unavailable(error):
+            raise
+        # The request's own failure is the answer (503 if it was this outage too); the key
+        # frees itself when its lease, no longer renewed, runs out.
+        log.warning("idempotency key left to its lease", extra={"error": type(error).__name__})
 
 
 async def prune_expired(session: AsyncSession, limit: int = 1000) -> int:

@@ -24,3 +24,6 @@ class IdempotencyKey(Base):
     response_headers: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # While in flight: until when the claiming request holds the key (it renews the lease as it
+    # runs); past it, the claimant is gone and the key may be taken over. None once done.
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
