@@ -61,6 +61,13 @@ def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool) -> N
         access_log=False,
         log_config=None,
         proxy_headers=True,
+        # The edge limits, chosen in Settings and documented in the README ("Timeouts and
+        # limits"); the request body's deadline is BodyTimeoutMiddleware's.
+        http=settings.server_http,
+        timeout_keep_alive=settings.server_keep_alive_seconds,
+        h11_max_incomplete_event_size=settings.server_max_header_bytes,
+        limit_concurrency=settings.server_limit_concurrency or None,
+        backlog=settings.server_backlog,
     )
 
 

@@ -7,17 +7,20 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
 
 from app import webhook_catalog
-from app.core import openapi_document
+from app.core import cors, openapi_document
+from app.core.body_timeout import BodyTimeoutMiddleware
 from app.core.clock import Clock
-from app.core.config import Settings, get_settings
+from app.core.config import Environment, Settings, get_settings
 from app.core.db import Database
 from app.core.errors import install_error_handlers
 from app.core.jwks_cache import JwksCache
 from app.core.keys import KeyRing
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.outbound import guarded_client
+from app.core.security_headers import SecurityHeadersMiddleware
 from app.core.tokens import TokenService
 from app.routers import docs, health, oauth, v1
 from app.services.identity_providers import IssuerDirectory, outbound_policy
@@ -73,10 +76,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     webhook_catalog.register(app)
 
-    # Added last, runs first: the body limit sits inside the request context so that a 413 is
-    # logged and carries a request id.
+    # Added last, runs first: the body limit and deadline sit inside the request context so
+    # that a 413 or 408 is logged and carries a request id. CORS sits outside the request
+    # context, so that every answer from inside (a 500 it makes of a crash, 413, 408, 429)
+    # carries Access-Control-Allow-Origin and a browser app can read it; preflights are
+    # answered by CORS itself. Security headers are outermost: on every answer, preflights too.
+    app.add_middleware(BodyTimeoutMiddleware, timeout_seconds=settings.body_timeout_seconds)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(CORSMiddleware, **cors.middleware_options(settings))
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.env == Environment.production)
     return app
 
 

@@ -90,10 +90,14 @@ def run_headless(
     *flags: str,
     profile: Path,
     host_rules: Sequence[str] = (),
+    console: list[str] | None = None,
 ) -> str:
     """Runs Chromium once on `url` with `flags` (`--dump-dom`, `--screenshot=...`) and returns
     what it printed. Only the `host_rules` ("MAP name 127.0.0.1") resolve; every other name
-    fails, so nothing leaves the machine."""
+    fails, so nothing leaves the machine. With `console`, the page's console messages (CSP
+    violations among them) are appended to it."""
+    if console is not None:
+        flags = (*flags, "--enable-logging=stderr", "--v=0")
     rules = ", ".join([*host_rules, "MAP * ~NOTFOUND", "EXCLUDE 127.0.0.1"])
     command = [
         str(chromium),
@@ -124,4 +128,6 @@ def run_headless(
         check=False,
     )
     assert result.returncode == 0, f"chromium exited {result.returncode}:\n{result.stderr[-3000:]}"
+    if console is not None:
+        console.extend(line for line in result.stderr.splitlines() if ":CONSOLE" in line)
     return result.stdout

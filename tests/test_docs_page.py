@@ -13,10 +13,6 @@ from __future__ import annotations
 import html
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from html.parser import HTMLParser
 from pathlib import Path
@@ -29,6 +25,7 @@ from fastapi import FastAPI
 from app.core.config import Environment, Settings
 from app.main import create_app
 from tests.chromium import chromium_fixture, run_headless  # noqa: F401 (a fixture)
+from tests.served import free_port, homework, running, service_env, uvicorn_command
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPO / "docs" / "docs-page.png"
@@ -127,66 +124,15 @@ async def test_the_page_loads_everything_from_this_service(docs_app: FastAPI) ->
         assert missing.headers["content-type"] == "application/problem+json"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[int]:
     """The real service, as `homework serve` runs it: migrated SQLite, uvicorn, the factory.
     Yields its port on 127.0.0.1."""
-    bin_dir = Path(sys.executable).parent
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEWORK_")}
-    env |= {
-        "HOMEWORK_ENV": "test",
-        "HOMEWORK_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/docs.db",
-    }
-    # The working directory is the temporary one, so that a developer's .env is not read.
-    migrate = subprocess.run(
-        [str(bin_dir / "homework"), "migrate", "upgrade"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert migrate.returncode == 0, migrate.stderr
-    port = _free_port()
-    log = (tmp_path / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            *(str(bin_dir / "uvicorn"), "app.main:create_app", "--factory"),
-            *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", trust_env=False).is_success:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, (tmp_path / "server.log").read_text()
-            time.sleep(0.1)
+    env = service_env(env="test", database_url=f"sqlite+aiosqlite:///{tmp_path}/docs.db")
+    homework("migrate", "upgrade", cwd=tmp_path, env=env)
+    port = free_port()
+    with running(uvicorn_command(port), port=port, cwd=tmp_path, env=env):
         yield port
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()
 
 
 def test_the_page_renders_every_operation_with_no_way_out(
@@ -194,10 +140,20 @@ def test_the_page_renders_every_operation_with_no_way_out(
 ) -> None:
     url = f"http://{CLINIC_HOST}:{served}/docs"
     only_us = (f"MAP {CLINIC_HOST} 127.0.0.1",)
+    console: list[str] = []
     dom = run_headless(
-        chromium, url, "--dump-dom", profile=tmp_path / "profile-dom", host_rules=only_us
+        chromium,
+        url,
+        "--dump-dom",
+        profile=tmp_path / "profile-dom",
+        host_rules=only_us,
+        console=console,
     )
     text = html.unescape(dom)
+    # The page works under its Content-Security-Policy: nothing it needs was blocked.
+    assert [line for line in console if "Content Security Policy" in line] == []
+    page = httpx.get(f"http://127.0.0.1:{served}/docs", trust_env=False)
+    assert "script-src 'self' 'sha256-" in page.headers["content-security-policy"]
 
     assert "Failed to load API definition" not in text
     assert "Homework API" in text

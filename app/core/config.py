@@ -5,12 +5,19 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./homework.db"
+# The origins `make run` serves the demo from, under both names a browser may use for it (the
+# README and HOMEWORK_ISSUER say 127.0.0.1, browsers often say localhost): a page opened under
+# one name can call the API under the other. Any other origin (a frontend's dev server) is
+# named explicitly; nothing is allowed by default outside development.
+DEVELOPMENT_CORS_ORIGINS = ("http://127.0.0.1:8000", "http://localhost:8000")
+HTTP_SCHEMES = ("http", "https")
 
 
 class Environment(StrEnum):
@@ -35,6 +42,25 @@ class Settings(BaseSettings):
     db_pool_recycle_seconds: int = Field(default=1800, ge=-1)
     db_echo: bool = False
     max_body_bytes: int = Field(default=65536, ge=1024)
+    # The whole body must arrive within this many seconds of the request's start, or it is
+    # answered 408 and the connection closed (a client trickling a body holds a slot).
+    body_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+    # Browser apps on other origins (comma-separated exact origins, such as
+    # https://app.example.com). Unset: the demo server's own origins in development
+    # (DEVELOPMENT_CORS_ORIGINS), none otherwise. Never "*": requests carry credentials.
+    cors_origins: str | None = None
+
+    # `homework serve`'s uvicorn. Its HTTP parser: httptools is the faster, but bounds no
+    # request head (a 2 MB head is read whole), so it expects the reverse proxy to; h11
+    # refuses a head over server_max_header_bytes with 400 itself. Then how long an idle
+    # keep-alive connection is kept, the most connections and tasks at once before new
+    # requests get 503 (0: no limit), and the listen backlog.
+    server_http: Literal["httptools", "h11"] = "httptools"
+    server_keep_alive_seconds: int = Field(default=5, ge=1, le=300)
+    server_max_header_bytes: int = Field(default=16384, ge=1024, le=1_048_576)
+    server_limit_concurrency: int = Field(default=0, ge=0)
+    server_backlog: int = Field(default=2048, ge=1)
     log_level: str = "INFO"
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
 
@@ -86,6 +112,25 @@ class Settings(BaseSettings):
         if self.embedded_worker is not None:
             return self.embedded_worker
         return self.is_sqlite and self.env == Environment.development
+
+    @property
+    def allowed_cors_origins(self) -> list[str]:
+        if self.cors_origins is None:
+            return list(DEVELOPMENT_CORS_ORIGINS) if self.env == Environment.development else []
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def exact_origins_only(cls, value: str | None) -> str | None:
+        for origin in (o.strip() for o in (value or "").split(",") if o.strip()):
+            parts = urlsplit(origin)
+            exact = f"{parts.scheme}://{parts.netloc}" == origin and parts.scheme in HTTP_SCHEMES
+            if not exact or "*" in origin:
+                raise ValueError(
+                    f"HOMEWORK_CORS_ORIGINS takes exact origins (scheme://host[:port], no path, "
+                    f"no wildcard: requests carry credentials), not {origin!r}"
+                )
+        return value
 
     @property
     def allowed_outbound_hosts(self) -> frozenset[str]:

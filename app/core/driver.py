@@ -134,6 +134,10 @@ class Statement:
         assert sync is not None
         sync.dispatch.before_cursor_execute(sync, None, self.sql, parameters, None, many)
         raw = await connection.get_raw_connection()
+        # Private parts of SQLAlchemy's asyncpg adapter, hence the pin to SQLAlchemy's minor
+        # version in pyproject.toml: `autocommit`, `_transaction` (None until BEGIN is sent),
+        # `_start_transaction()` (sends it) and, in `_translated`, `_handle_exception(error)`.
+        # tests/test_driver_internals.py checks each, and that a FOR UPDATE here really locks.
         adapter: Any = raw.dbapi_connection
         if not adapter.autocommit and adapter._transaction is None:
             # SQLAlchemy's asyncpg adapter sends BEGIN lazily, just before its own first

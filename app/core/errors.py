@@ -91,6 +91,10 @@ class MethodNotAllowed(Problem):
     status, slug, title = 405, "method-not-allowed", "Method not allowed"
 
 
+class RequestTimeout(Problem):
+    status, slug, title = 408, "request-timeout", "Request body not received in time"
+
+
 class Conflict(Problem):
     status, slug, title = 409, "conflict", "Conflict"
 
@@ -137,6 +141,7 @@ _BY_STATUS: dict[int, type[Problem]] = {
         Forbidden,
         NotFound,
         MethodNotAllowed,
+        RequestTimeout,
         Conflict,
         PreconditionFailed,
         PayloadTooLarge,

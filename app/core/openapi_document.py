@@ -4,8 +4,8 @@
   alternative per kind of caller that may hold the scope (`system/clients.r` OR
   `clinician/clients.r` OR `client/clients.r`), read from the route's own `require(...)`.
 - Validation errors are problem+json, as the service answers them, not FastAPI's default shape.
-- Every operation that takes a body documents the 413 that the body size limit answers (a
-  middleware, which FastAPI cannot see).
+- Every operation that takes a body documents the 413 that the body size limit answers and
+  the 408 that the body deadline answers (middleware, which FastAPI cannot see).
 
 It is rendered the same way every time, so that a diff of the committed file is a real change.
 """
@@ -21,7 +21,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
-from app.core.errors import PROBLEM_MEDIA_TYPE, PayloadTooLarge
+from app.core.errors import PROBLEM_MEDIA_TYPE, PayloadTooLarge, RequestTimeout
 from app.core.scopes import ALL_SCOPES, ROLE_SCOPES, Context
 
 SECURITY_SCHEME = "oauth2"
@@ -147,10 +147,12 @@ def _problem_validation_errors(operation: dict[str, Any]) -> None:
 def _body_size_limit(operation: dict[str, Any]) -> None:
     if "requestBody" not in operation:
         return
-    operation["responses"]["413"] = {
-        "description": PayloadTooLarge.title,
-        "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF}},
-    }
+    # Both from middleware: a body over the size limit, and one not received in time.
+    for problem in (PayloadTooLarge, RequestTimeout):
+        operation["responses"][str(problem.status)] = {
+            "description": problem.title,
+            "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF}},
+        }
 
 
 def install(app: FastAPI) -> None:

@@ -15,12 +15,13 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, params
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from app.core import idempotency
 from app.core.db import REQUEST_SESSION_KEY, open_request_session
+from app.core.json_body import read_json_body
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -28,8 +29,14 @@ Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 class TransactionRoute(APIRoute):
     def get_route_handler(self) -> Handler:
         handler = super().get_route_handler()
+        reads_json = self.body_field is not None and not isinstance(
+            self.body_field.field_info, params.Form
+        )
 
         async def handle(request: Request) -> Response:
+            if reads_json:
+                # Before the transaction: a body we refuse costs no connection.
+                await read_json_body(request)
             async with open_request_session(request) as session:
                 try:
                     response = await self.respond(request, handler)
