@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -11,7 +12,7 @@ from app.services.reminders.planning import (
     Preferences,
     ReminderPolicy,
     Window,
-    end_of_quiet_hours,
+    end_of_quiet_spell,
     in_quiet_hours,
     plan,
     shift_out_of_quiet_hours,
@@ -74,10 +75,14 @@ def test_in_quiet_hours(local: str, start: str, end: str, quiet: bool) -> None:
     ],
 )
 def test_end_of_quiet_hours(local: str, start: str, end: str, expected: str) -> None:
-    moved = end_of_quiet_hours(
-        datetime.fromisoformat(local), time.fromisoformat(start), time.fromisoformat(end)
+    utc = ZoneInfo("UTC")
+    moved = end_of_quiet_spell(
+        datetime.fromisoformat(local).replace(tzinfo=UTC),
+        utc,
+        time.fromisoformat(start),
+        time.fromisoformat(end),
     )
-    assert moved == datetime.fromisoformat(expected)
+    assert moved == datetime.fromisoformat(expected).replace(tzinfo=UTC)
 
 
 def test_a_local_time_on_the_due_day_in_the_clients_zone() -> None:

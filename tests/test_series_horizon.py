@@ -104,6 +104,26 @@ async def test_a_series_that_yields_nothing_from_now_on_is_refused(
     assert (error["pointer"], error["message"]) == ("/schedule/rrule", why)
 
 
+async def test_a_series_with_a_past_too_long_to_walk_is_refused_naming_its_start(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    """Ordinals and COUNT run from the start, so every expansion walks the series' past: more
+    than 20,000 occurrences of it is refused (hourly since 2024: 1,054 days of 24), while a
+    daily plan may have started decades ago."""
+    freeze(world, "2026-11-22T09:00:00Z")
+    client_id = await new_client(client, world, "Europe/Berlin")
+    hourly = "FREQ=DAILY;BYHOUR=" + ",".join(map(str, range(24))) + ";BYMINUTE=0"
+    refused = await assign(
+        client, world, client_id,
+        {"type": "recurring", "rrule": hourly, "start": "2024-01-03T00:00"},
+    )  # fmt: skip
+    assert refused.status_code == 422, refused.text
+    (error,) = refused.json()["errors"]
+    assert error["pointer"] == "/schedule/start" and "20000 occurrences ago" in error["message"]
+    daily = {"type": "recurring", "rrule": "FREQ=DAILY;BYHOUR=20", "start": "1980-01-01T20:00"}
+    assert (await assign(client, world, client_id, daily)).status_code == 201
+
+
 async def test_an_adjustment_to_a_rule_that_yields_nothing_is_refused_too(
     client: httpx.AsyncClient, world: World
 ) -> None:

@@ -50,12 +50,16 @@ from app.services.schedules.occurrences import HORIZON, LOCAL_FORMAT
 from app.services.schedules.recurrence import (
     Recurrence,
     RecurrenceError,
+    expand,
     local_to_utc,
     refusal,
 )
 from app.services.statuses import OccurrenceStatus, ScheduleType
 
 Schedule = OnceSchedule | RecurringSchedule | BeforeNextSessionSchedule
+# A series is numbered, and its COUNT counted, from its start: every expansion walks its past,
+# which is bounded here (a daily plan may have started 50 years ago, a dense one not 30).
+MAX_PAST = 20_000
 
 
 @dataclass(frozen=True)
@@ -126,8 +130,9 @@ def refuse_barren_series(
     pointer: list[str | int],
 ) -> None:
     """A 422 at `pointer` for a series with nothing from now on, or too dense to keep whole.
-    "From now on" starts at the oldest due time whose window is still open."""
-    from_utc = now - timedelta(minutes=assignment.grace_minutes)
+    "From now on" starts after the newest due time whose window has closed: one closing at
+    this very moment is closed (as `materialize` sees it)."""
+    from_utc = now - timedelta(minutes=assignment.grace_minutes) + timedelta(microseconds=1)
     refused = refusal(rule, start_local, client.time_zone, from_utc, HORIZON)
     if refused is not None:
         raise ValidationFailed.for_field("body", pointer, refused, "rrule")
@@ -154,10 +159,29 @@ def _apply_schedule(
                 "body", [*pointer, "rrule"], str(exc), "rrule"
             ) from exc
         start_local = _local_wall_time(schedule.start, client.time_zone)
+        if (
+            len(
+                expand(
+                    rule,
+                    start_local=start_local,
+                    tz=client.time_zone,
+                    window_end_utc=now,
+                    limit=MAX_PAST + 1,
+                )
+            )
+            > MAX_PAST
+        ):
+            raise ValidationFailed.for_field(
+                "body",
+                [*pointer, "start"],
+                f"is more than {MAX_PAST} occurrences ago: start the series where the plan's "
+                "current stretch began",
+                "too_old",
+            )
         refuse_barren_series(rule, start_local, client, assignment, now, [*pointer, "rrule"])
         assignment.rrule = rule.to_rrule()
         assignment.start_local = start_local.strftime(LOCAL_FORMAT)
-        assignment.starts_at = min(now, local_to_utc(start_local, client.time_zone))
+        assignment.starts_at = scheduling.series_starts_at(rule, start_local, client.time_zone, now)
         assignment.due_at = None
         assignment.materialized_until = None
     else:

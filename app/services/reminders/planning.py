@@ -6,7 +6,8 @@ occurrence's window are kept. Then the client's preferences apply:
 
 - A reminder that falls in **quiet hours** (local wall-clock, possibly across midnight, e.g.
   22:00-07:00) moves to the first end of the quiet hours after it (on a fall-back night whose
-  repeated hour holds the end, the pass after the reminder); if that is at or after the
+  repeated hour holds the end, the pass after the reminder; an end that a spring-forward gap
+  pushes into the next quiet spell does not count); if that is at or after the
   occurrence's window closes, it is skipped (`quiet_hours`).
 - A **muted** client's reminders are planned but skipped (`muted`), so unmuting brings back the
   ones still ahead.
@@ -20,7 +21,7 @@ forward by the gap; a repeated time is the first).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from app.services.schedules.recurrence import local_to_utc
@@ -80,25 +81,33 @@ def in_quiet_hours(local: time, start: time, end: time) -> bool:
     return local >= start or local < end  # the window crosses midnight
 
 
-def end_of_quiet_hours(local: datetime, start: time, end: time) -> datetime:
-    """The first local wall-clock `end` at or after `local`, inside the same quiet spell."""
-    day: date = local.date()
-    if start > end and local.time() >= start:
-        day += timedelta(days=1)
-    return datetime.combine(day, end)
-
-
-def first_at_or_after(wall: datetime, zone: ZoneInfo, instant: datetime) -> datetime:
-    """The first moment at or after `instant` that the clocks show `wall`.
-
-    On a fall-back night a wall time in the repeated hour happens twice: the first pass can be
-    before `instant` (a reminder at 01:15 on the second pass, quiet hours ending at 01:30),
-    and the end of quiet hours is then the second pass. A wall time skipped by a spring-forward
-    gap lands one gap-length later, as everywhere else (`local_to_utc`)."""
+def passes(wall: datetime, zone: ZoneInfo) -> list[datetime]:
+    """The instants at which the clocks show `wall`: two on a fall-back night (its first and
+    second pass), else one (a wall time in a spring-forward gap is one gap-length later, as
+    everywhere else: `local_to_utc`)."""
     first = local_to_utc(wall, zone)
-    if first >= instant:
-        return first
-    return max(first, wall.replace(tzinfo=zone, fold=1).astimezone(UTC))
+    second = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
+    return [first, second] if second > first else [first]
+
+
+def end_of_quiet_spell(instant: datetime, zone: ZoneInfo, start: time, end: time) -> datetime:
+    """The first moment after `instant` (which is in quiet hours) that is out of them: the
+    first time the clocks show `end` after it, on a fall-back night the pass after it (a
+    reminder at 01:15 on the second pass, quiet hours ending at 01:30, moves to the second
+    01:30, not the first, which is before it). An end pushed by a spring-forward gap into the
+    next quiet spell (quiet hours of nearly a day) is not out of them: then the next end."""
+    moved = instant
+    for _ in range(3):  # one gap a day at most: the second end is out of quiet hours
+        day = _local(moved, zone).date()
+        moved = min(
+            candidate
+            for wall in (datetime.combine(day, end), datetime.combine(day + timedelta(days=1), end))
+            for candidate in passes(wall, zone)
+            if candidate > moved
+        )
+        if not in_quiet_hours(_local(moved, zone).time(), start, end):
+            break
+    return moved
 
 
 def plan(policy: ReminderPolicy, prefs: Preferences, window: Window) -> list[PlannedReminder]:
@@ -134,7 +143,7 @@ def _apply_quiet_hours(
     if prefs.quiet_start and prefs.quiet_end:
         start, end = _clock(prefs.quiet_start), _clock(prefs.quiet_end)
         if in_quiet_hours(local.time(), start, end):
-            moved = first_at_or_after(end_of_quiet_hours(local, start, end), zone, instant)
+            moved = end_of_quiet_spell(instant, zone, start, end)
             if moved >= window.closes_at:
                 return PlannedReminder(
                     instant, local.strftime(LOCAL_FORMAT), "skipped", "quiet_hours"
@@ -171,4 +180,4 @@ def shift_out_of_quiet_hours(instant: datetime, prefs: Preferences) -> datetime:
     start, end = _clock(prefs.quiet_start), _clock(prefs.quiet_end)
     if not in_quiet_hours(local.time(), start, end):
         return instant
-    return first_at_or_after(end_of_quiet_hours(local, start, end), zone, instant)
+    return end_of_quiet_spell(instant, zone, start, end)

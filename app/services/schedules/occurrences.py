@@ -24,6 +24,7 @@ from app.services.schedules.recurrence import (
     MAX_PER_HORIZON,
     Recurrence,
     expand_between,
+    first_instant,
     local_to_utc,
 )
 from app.services.statuses import OccurrenceStatus, ScheduleType
@@ -238,8 +239,15 @@ async def _start_new_series(
     )
     start = max(_start_local(assignment), local_now)
     assignment.start_local = start.strftime(LOCAL_FORMAT)
-    assignment.starts_at = min(now, local_to_utc(start, client.time_zone))
+    assignment.starts_at = series_starts_at(_rule(assignment), start, client.time_zone, now)
 
 
-def start_of_series(start_local: datetime, time_zone: str) -> datetime:
-    return local_to_utc(start_local, time_zone)
+def series_starts_at(
+    rule: Recurrence, start_local: datetime, time_zone: str, now: datetime
+) -> datetime:
+    """When a series' assignment starts: now, or its start if that is earlier, or its first
+    occurrence if that is earlier still (a start in a spring-forward gap lands later than a
+    first occurrence just after the gap), so that no occurrence falls before it."""
+    first = first_instant(rule, start_local, time_zone)
+    starts = min(now, local_to_utc(start_local, time_zone))
+    return starts if first is None else min(starts, first)

@@ -230,7 +230,17 @@ def refusal(
     horizon: timedelta,
 ) -> str | None:
     """Why this series cannot be assigned now, or None: it yields nothing from `from_utc` on,
-    or more than MAX_PER_HORIZON occurrences in the horizon from there."""
+    or more than MAX_PER_HORIZON occurrences in the horizon from there (or from its start:
+    a dense rule is refused before its past is walked)."""
+    if _never_matches(rule, start_local):
+        weekday = _WEEKDAY_NAMES[start_local.weekday()]
+        return (
+            f"the rule never matches: every {rule.interval}th day from the start is a "
+            f"{weekday}, and BYDAY leaves {weekday} out"
+        )
+    first_weeks = expand(rule, start_local=start_local, tz=tz, limit=MAX_PER_HORIZON + 1)
+    if len(first_weeks) > MAX_PER_HORIZON and first_weeks[-1] - first_weeks[0] < horizon:
+        return f"more than {MAX_PER_HORIZON} occurrences in {horizon.days} days"
     ahead = expand_between(
         rule, start_local, tz, from_utc, from_utc + horizon, limit=MAX_PER_HORIZON + 1
     )
@@ -244,6 +254,26 @@ def refusal(
 
 
 _END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+_WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _never_matches(rule: Recurrence, start_local: datetime) -> bool:
+    """A daily rule every 7th (14th, …) day lands on the start's weekday only: if BYDAY leaves
+    that day out, nothing ever matches, and the expansion would walk to the year 9999 to find
+    out. (Any other interval reaches every weekday; a weekly rule has every BYDAY.)"""
+    return (
+        rule.freq == Frequency.DAILY
+        and bool(rule.by_day)
+        and rule.interval % 7 == 0
+        and DAYS[start_local.weekday()] not in rule.by_day
+    )
+
+
+def first_instant(rule: Recurrence, start_local: datetime, tz: str | ZoneInfo) -> datetime | None:
+    """The series' first occurrence. It can be earlier than `start_local`'s own instant: a
+    start in a spring-forward gap moves one gap-length later, a 03:10 occurrence that day
+    does not."""
+    return next(_series(rule, start_local, tz), None)
 
 
 def _series(rule: Recurrence, start_local: datetime, tz: str | ZoneInfo) -> Iterator[datetime]:
@@ -251,6 +281,8 @@ def _series(rule: Recurrence, start_local: datetime, tz: str | ZoneInfo) -> Iter
     zone = tz if isinstance(tz, ZoneInfo) else validate_time_zone(tz)
     if start_local.tzinfo is not None:
         raise ValueError("start_local must be a naive local wall-clock time")
+    if _never_matches(rule, start_local):
+        return
     until_instant = rule.until if isinstance(rule.until, datetime) else None
     until_day = rule.until if until_instant is None else None
     # Naive wall-clock arithmetic: a "day" is a calendar day, never 23 or 25 hours long.
