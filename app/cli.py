@@ -68,6 +68,7 @@ def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool) -> N
         h11_max_incomplete_event_size=settings.server_max_header_bytes,
         limit_concurrency=settings.server_limit_concurrency or None,
         backlog=settings.server_backlog,
+        forwarded_allow_ips=settings.server_forwarded_allow_ips,
     )
 
 

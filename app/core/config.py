@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     server_max_header_bytes: int = Field(default=16384, ge=1024, le=1_048_576)
     server_limit_concurrency: int = Field(default=0, ge=0)
     server_backlog: int = Field(default=2048, ge=1)
+    # Peers whose X-Forwarded-For / X-Forwarded-Proto are believed (comma-separated addresses
+    # or networks): the reverse proxy's. The client address in audit events and per-address
+    # rate limits comes from there; anyone else could claim any address.
+    server_forwarded_allow_ips: str = "127.0.0.1"
     log_level: str = "INFO"
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
 
