@@ -90,3 +90,4 @@ clean:
 bench: install
 	@scripts/ensure-postgres
 	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.rate_limit_cost

@@ -20,6 +20,7 @@ from app.core.jwks_cache import JwksCache
 from app.core.keys import KeyRing
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.outbound import guarded_client
+from app.core.rate_limits import RateLimiter, RateLimitHeadersMiddleware
 from app.core.security_headers import SecurityHeadersMiddleware
 from app.core.tokens import TokenService
 from app.routers import docs, health, oauth, v1
@@ -65,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.clock = Clock()
     app.state.database = database
     app.state.issuers = issuers
+    app.state.rate_limiter = RateLimiter(settings)
     app.state.tokens = TokenService(settings, KeyRing.from_settings(settings), issuers.find)
 
     install_error_handlers(app)
@@ -82,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # carries Access-Control-Allow-Origin and a browser app can read it; preflights are
     # answered by CORS itself. Security headers are outermost: on every answer, preflights too.
     app.add_middleware(BodyTimeoutMiddleware, timeout_seconds=settings.body_timeout_seconds)
+    app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(CORSMiddleware, **cors.middleware_options(settings))

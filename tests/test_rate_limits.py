@@ -8,9 +8,6 @@ server processes when Redis runs here.
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -26,7 +23,7 @@ from pydantic import ValidationError
 from app.core.config import Environment, Settings
 from app.core.scopes import Context
 from app.main import create_app
-from tests.test_docs_page import _free_port as free_port
+from tests.served import free_port, homework, running, service_env, uvicorn_command
 from tests.world import World, build_world
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -224,56 +221,24 @@ def _redis_is_up() -> bool:
 
 @pytest.fixture
 def two_servers(tmp_path: Path) -> Iterator[list[int]]:
-    """Two `homework serve`-like processes on one SQLite file, counting in one Redis under a
-    prefix of their own."""
+    """Two server processes on one SQLite file, counting in one Redis under a prefix of their
+    own."""
     if not _redis_is_up():
         pytest.skip("Redis is not running on 127.0.0.1:6379")
-    bin_dir = Path(sys.executable).parent
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HOMEWORK_")}
-    env |= {
-        "HOMEWORK_ENV": "test",
-        "HOMEWORK_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/shared.db",
-        "HOMEWORK_RATE_LIMIT_STORAGE_URL": REDIS_URL,
-        "HOMEWORK_RATE_LIMIT_KEY_PREFIX": f"test-{uuid.uuid4().hex}",
-        "HOMEWORK_RATE_LIMIT_TOKEN_ADDRESS": "6/minute",
-    }
-    subprocess.run(
-        [str(bin_dir / "homework"), "migrate", "upgrade"],
-        cwd=tmp_path, env=env, check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    ports, servers = [free_port(), free_port()], []
-    try:
-        for port in ports:
-            servers.append(
-                subprocess.Popen(
-                    [
-                        *(str(bin_dir / "uvicorn"), "app.main:create_app", "--factory"),
-                        *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
-                    ],
-                    cwd=tmp_path,
-                    env=env,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-            )
-        for port, server in zip(ports, servers, strict=True):
-            _wait_until_healthy(port, server)
+    env = service_env(
+        env="test",
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/shared.db",
+        rate_limit_storage_url=REDIS_URL,
+        rate_limit_key_prefix=f"test-{uuid.uuid4().hex}",
+        rate_limit_token_address="6/minute",
+    )
+    homework("migrate", "upgrade", cwd=tmp_path, env=env)
+    ports = [free_port(), free_port()]
+    with (
+        running(uvicorn_command(ports[0]), port=ports[0], cwd=tmp_path, env=env),
+        running(uvicorn_command(ports[1]), port=ports[1], cwd=tmp_path, env=env),
+    ):
         yield ports
-    finally:
-        for server in servers:
-            server.terminate()
-            server.wait(timeout=10)
-
-
-def _wait_until_healthy(port: int, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while server.poll() is None and time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", trust_env=False).is_success:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError(f"the server on port {port} did not start")
 
 
 def test_two_processes_share_one_budget_in_redis(two_servers: list[int]) -> None:

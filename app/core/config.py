@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Literal, Self
 from urllib.parse import urlsplit
 
+import limits
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -107,6 +108,43 @@ class Settings(BaseSettings):
     # for the embedded SQLite database in development (`make run`), off otherwise.
     embedded_worker: bool | None = None
 
+    # Quotas and rate limits (docs/RATE_LIMITS.md), each "<count>/<second|minute|hour>".
+    # Counted per process, or in Redis (redis://host:6379/0) shared by every process.
+    rate_limit_storage_url: str = ""
+    rate_limit_key_prefix: str = "homework"
+    # Per token subject and per tenant, by route class.
+    rate_limit_subject_reads: str = "1200/minute"
+    rate_limit_subject_writes: str = "600/minute"
+    rate_limit_subject_heavy: str = "60/minute"
+    rate_limit_tenant_reads: str = "12000/minute"
+    rate_limit_tenant_writes: str = "6000/minute"
+    rate_limit_tenant_heavy: str = "600/minute"
+    # POST /oauth/token: per source address (a failed authentication costs 5), per OAuth client
+    # (tokens issued), and failed authentications per client and address.
+    rate_limit_token_address: str = "300/minute"
+    rate_limit_token_client: str = "600/minute"
+    rate_limit_token_failures: str = "10/minute"
+    # Per tenant, any of the limits above by name without the prefix, as JSON:
+    # {"ten_…": {"subject_reads": "3000/minute"}}.
+    rate_limit_tenants: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+    @field_validator("rate_limit_tenants")
+    @classmethod
+    def _known_tenant_limits(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for tenant, overrides in value.items():
+            unknown = set(overrides) - set(RATE_LIMIT_NAMES)
+            if unknown:
+                raise ValueError(f"{tenant}: unknown limits {sorted(unknown)}")
+            for name, limit in overrides.items():
+                _check_limit(f"{tenant}.{name}", limit)
+        return value
+
+    @model_validator(mode="after")
+    def _valid_limits(self) -> Self:
+        for name in RATE_LIMIT_NAMES:
+            _check_limit(f"rate_limit_{name}", getattr(self, f"rate_limit_{name}"))
+        return self
+
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
@@ -160,6 +198,19 @@ class Settings(BaseSettings):
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+
+RATE_LIMIT_NAMES = tuple(
+    [f"{who}_{kind}" for who in ("subject", "tenant") for kind in ("reads", "writes", "heavy")]
+    + ["token_address", "token_client", "token_failures"]
+)
+
+
+def _check_limit(name: str, value: str) -> None:
+    try:
+        limits.parse(value)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {value!r} is not a limit such as '600/minute'") from exc
 
 
 @lru_cache

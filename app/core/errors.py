@@ -125,6 +125,10 @@ class ValidationFailed(Problem):
         return cls(message, errors=[field_error(location, path, message, code)])
 
 
+class TooManyRequests(Problem):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+
 class ServiceUnavailable(Problem):
     status, slug, title = 503, "service-unavailable", "Service unavailable"
 
@@ -146,6 +150,7 @@ _BY_STATUS: dict[int, type[Problem]] = {
         PreconditionFailed,
         PayloadTooLarge,
         UnsupportedMediaType,
+        TooManyRequests,
         ServiceUnavailable,
         InternalError,
     )
@@ -288,7 +293,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The `responses=` entry that documents a route's error statuses as problem+json."""
+    """The `responses=` entry that documents a route's error statuses as problem+json. A route
+    that authenticates (401) is also rate-limited (429)."""
+    if 401 in statuses and 429 not in statuses:
+        statuses = (*statuses, 429)
     return {
         status: {
             "model": ProblemDetail,
@@ -296,6 +304,23 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
                 PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}
             },
             "description": problem_from_status(status).title,
+            **({"headers": RATE_LIMIT_HEADERS} if status == 429 else {}),
         }
         for status in statuses
     }
+
+
+RATE_LIMIT_HEADERS = {
+    "Retry-After": {
+        "description": "Seconds until the refused request would be allowed.",
+        "schema": {"type": "integer"},
+    },
+    "RateLimit-Policy": {
+        "description": 'The quotas the request was counted against: `"subject-reads";q=1200;w=60`.',
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": 'What is left of each: `"subject-reads";r=0;t=12` (on every response).',
+        "schema": {"type": "string"},
+    },
+}

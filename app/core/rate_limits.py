@@ -7,10 +7,10 @@ aggregates). `POST /oauth/token` is counted per source address and, once the cli
 per OAuth client; failed authentications cost more and have a budget of their own per client
 and address, spent before any secret is checked.
 
-Counters are sliding windows (the `limits` library): in this process's memory, or in Redis when
-`HOMEWORK_RATE_LIMIT_STORAGE_URL` names one, so that every process shares one budget. If Redis
-stops answering, each process counts alone until it answers again: a limiter outage must not
-become an API outage.
+Counters are fixed windows kept in the `limits` library's storage: in this process's memory, or
+in Redis when `HOMEWORK_RATE_LIMIT_STORAGE_URL` names one, so that every process shares one
+budget. If Redis stops answering, each process counts alone until it answers again: a limiter
+outage must not become an API outage.
 
 Every counted response carries the IETF `RateLimit-Policy` and `RateLimit` headers
 (draft-ietf-httpapi-ratelimit-headers); a refusal is `429` problem+json with `Retry-After`.
@@ -24,10 +24,10 @@ import math
 import time
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage
-from limits.aio.strategies import SlidingWindowCounterRateLimiter
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -88,7 +88,13 @@ def _policy(name: str, value: str) -> Policy:
 
 
 class RateLimiter:
-    """The counters and the configured limits of one app."""
+    """The counters and the configured limits of one app.
+
+    Each window is a fixed one, aligned to the clock (`w` seconds from a multiple of `w`): one
+    atomic increment per policy and request (in Redis, one round trip), from which the count,
+    what is left and when it resets all follow. A burst can straddle two windows and reach
+    twice the quota in a short while; the defaults are sized with that in mind.
+    """
 
     def __init__(self, settings: Settings) -> None:
         self._defaults = {
@@ -99,56 +105,56 @@ class RateLimiter:
             tenant: {**self._defaults, **{n: _policy(n, v) for n, v in overrides.items()}}
             for tenant, overrides in settings.rate_limit_tenants.items()
         }
-        self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
-        self._shared: SlidingWindowCounterRateLimiter | None = None
+        self._local: Storage = MemoryStorage()
+        self._shared: Storage | None = None
         self._shared_down_until = 0.0
         if settings.rate_limit_storage_url:
-            self._shared = SlidingWindowCounterRateLimiter(
-                RedisStorage(
-                    "async+" + settings.rate_limit_storage_url,
-                    implementation="redispy",
-                    key_prefix=settings.rate_limit_key_prefix,
-                    # A slow Redis must not slow every request: give up fast, count locally.
-                    socket_timeout=0.25,
-                    socket_connect_timeout=0.25,
-                )
+            self._shared = RedisStorage(
+                "async+" + settings.rate_limit_storage_url,
+                implementation="redispy",
+                key_prefix=settings.rate_limit_key_prefix,
+                # A slow Redis must not slow every request: give up fast, count locally.
+                socket_timeout=0.25,
+                socket_connect_timeout=0.25,
             )
 
     def policy(self, name: str, tenant_id: str | None = None) -> Policy:
         return self._by_tenant.get(tenant_id or "", self._defaults)[name]
 
     async def hit(self, policy: Policy, *keys: str, cost: int = 1) -> Outcome:
-        """Count `cost` against the policy's window for `keys`; how much is left after. The
-        policy's name is part of the key: two policies of the same size never share a count."""
-        limiter = self._limiter()
-        try:
-            allowed = await limiter.hit(policy.item, policy.name, *keys, cost=cost)
-            reset_at, remaining = await limiter.get_window_stats(policy.item, policy.name, *keys)
-        except Exception as exc:  # the shared store is down: count locally, never fail the call
-            if limiter is self._local:
-                raise
-            self._redis_failed(exc)
-            return await self.hit(policy, *keys, cost=cost)
-        return Outcome(policy, allowed, remaining, max(0, math.ceil(reset_at - time.time())))
+        """Count `cost` against the policy's current window for `keys`."""
+        key, reset_in = self._window(policy, keys)
+        count = await self._call("incr", key, policy.window_seconds, cost)
+        return self._outcome(policy, count, reset_in, allowed=count <= policy.item.amount)
 
     async def spent(self, policy: Policy, *keys: str) -> Outcome | None:
         """The outcome that refuses the next request for `keys`, if its budget is spent."""
-        limiter = self._limiter()
-        try:
-            if await limiter.test(policy.item, policy.name, *keys):
-                return None
-            reset_at, remaining = await limiter.get_window_stats(policy.item, policy.name, *keys)
-        except Exception as exc:
-            if limiter is self._local:
-                raise
-            self._redis_failed(exc)
-            return await self.spent(policy, *keys)
-        return Outcome(policy, False, remaining, max(1, math.ceil(reset_at - time.time())))
+        key, reset_in = self._window(policy, keys)
+        count = await self._call("get", key)
+        if count < policy.item.amount:
+            return None
+        return self._outcome(policy, count, reset_in, allowed=False)
 
-    def _limiter(self) -> SlidingWindowCounterRateLimiter:
-        if self._shared is not None and time.monotonic() >= self._shared_down_until:
-            return self._shared
-        return self._local
+    @staticmethod
+    def _window(policy: Policy, keys: tuple[str, ...]) -> tuple[str, int]:
+        """The current window's key (the policy's name is part of it: two policies of the same
+        size never share a count) and the whole seconds until it ends."""
+        now, width = time.time(), policy.window_seconds
+        start = int(now // width) * width
+        return "/".join((policy.name, *keys, str(start))), max(1, math.ceil(start + width - now))
+
+    @staticmethod
+    def _outcome(policy: Policy, count: int, reset_in: int, *, allowed: bool) -> Outcome:
+        return Outcome(policy, allowed, max(0, policy.item.amount - count), reset_in)
+
+    async def _call(self, operation: str, *args: Any) -> int:
+        shared = self._shared
+        if shared is not None and time.monotonic() >= self._shared_down_until:
+            try:
+                return int(await getattr(shared, operation)(*args))
+            except Exception as exc:  # the shared store is away: count here, never fail the call
+                self._redis_failed(exc)
+        return int(await getattr(self._local, operation)(*args))
 
     def _redis_failed(self, exc: Exception) -> None:
         self._shared_down_until = time.monotonic() + REDIS_RETRY_SECONDS
