@@ -17,6 +17,7 @@ import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from app.core import migrations
 from app.core.scopes import Context
@@ -228,3 +229,35 @@ async def test_an_unreachable_database_answers_503(
     finally:
         await app.state.database.dispose()
     _assert_unavailable(answer)
+
+
+async def test_a_connection_lost_at_commit_is_a_503_and_keeps_nothing(
+    app: FastAPI, world: World, postgres_only: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.core import idempotency
+
+    original = idempotency.store_response
+    killed: list[int] = []
+
+    async def store_then_lose_the_connection(session, claim, response):  # type: ignore[no-untyped-def]
+        await original(session, claim, response)
+        if not killed:  # the first attempt only: its COMMIT is what fails
+            pid = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            admin = await asyncpg.connect(_asyncpg_dsn(app.state.settings.database_url))
+            try:
+                await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            finally:
+                await admin.close()
+            killed.append(pid)
+
+    monkeypatch.setattr(idempotency, "store_response", store_then_lose_the_connection)
+    async with client_for(app) as http:
+        lost = (await _create_client(http, world, "commit-lost")).response
+        _assert_unavailable(lost)
+        listed = await http.get(
+            "/v1/clients", params={"external_id": "commit-lost"}, headers=world.headers("system_a")
+        )
+        assert listed.json()["data"] == []  # rolled back whole: no client, no stored answer
+        retried = (await _create_client(http, world, "commit-lost")).response
+    assert retried.status_code == 201, retried.text
+    assert "idempotent-replayed" not in retried.headers
