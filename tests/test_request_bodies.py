@@ -67,18 +67,13 @@ async def test_every_huge_number_is_named_wherever_it_is(probe: httpx.AsyncClien
     )
     body = _assert_problem(response, 422, INVALID)
     assert [e["pointer"] for e in body["errors"]] == ["/count", "/nested/1"]
-
-
-async def test_a_long_number_under_the_limit_is_validated_as_usual(
-    probe: httpx.AsyncClient,
-) -> None:
+    # Under the limit, a long number is an ordinary one.
+    long = "9" * 4000
     response = await probe.post(
-        "/v1/_probe/echo",
-        content=f'{{"title": "x", "count": {"9" * 4000}}}'.encode(),
-        headers=_json(),
+        "/v1/_probe/echo", content=f'{{"title": "x", "count": {long}}}'.encode(), headers=_json()
     )
     assert response.status_code == 200
-    assert response.json()["count"] == int("9" * 4000)
+    assert response.json()["count"] == int(long)
 
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-32"])
@@ -99,12 +94,9 @@ async def test_a_declared_charset_other_than_utf8_is_malformed(probe: httpx.Asyn
     for fine in ("utf-8", "UTF-8", '"utf-8"'):
         response = await probe.post("/v1/_probe/echo", content=content, headers=_json(fine))
         assert response.status_code == 200, fine
-
-
-async def test_a_utf8_body_with_a_byte_order_mark_is_still_read(probe: httpx.AsyncClient) -> None:
-    content = b'\xef\xbb\xbf{"title": "caf\xc3\xa9", "count": 1}'
-    response = await probe.post("/v1/_probe/echo", content=content, headers=_json())
-    assert response.status_code == 200
+    # A UTF-8 byte order mark is still ignored, as RFC 8259 allows and FastAPI always did.
+    with_bom = b'\xef\xbb\xbf{"title": "caf\xc3\xa9", "count": 1}'
+    response = await probe.post("/v1/_probe/echo", content=with_bom, headers=_json())
     assert response.json()["title"] == "café"
 
 
