@@ -4737,12 +4737,37 @@ export interface operations {
                     "application/json": components["schemas"]["OAuthErrorBody"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Request body too large */
             413: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -4839,6 +4864,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     create_assignment: {
@@ -4896,6 +4937,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -4921,6 +4971,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -4984,6 +5050,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Request body too large */
             413: {
                 headers: {
@@ -4999,6 +5074,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5063,6 +5154,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     update_assignment: {
@@ -5122,6 +5229,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -5157,6 +5273,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5221,6 +5353,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     propose_adjustment: {
@@ -5280,6 +5428,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -5305,6 +5462,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5368,6 +5541,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -5393,6 +5575,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5456,6 +5654,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -5481,6 +5688,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5558,6 +5781,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     list_occurrences: {
@@ -5616,6 +5855,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5679,6 +5934,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     list_clients: {
@@ -5735,6 +6006,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     create_client: {
@@ -5782,6 +6069,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -5807,6 +6103,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5868,6 +6180,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5943,6 +6271,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     update_client: {
@@ -6002,6 +6346,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -6037,6 +6390,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6106,6 +6475,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     get_care_team: {
@@ -6164,6 +6549,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6226,6 +6627,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Request body too large */
             413: {
                 headers: {
@@ -6241,6 +6651,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6301,6 +6727,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6368,6 +6810,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     list_clinicians: {
@@ -6424,6 +6882,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     create_clinician: {
@@ -6471,6 +6945,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -6496,6 +6979,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6557,6 +7056,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6632,6 +7147,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     update_clinician: {
@@ -6691,6 +7222,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -6726,6 +7266,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6787,6 +7343,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6854,6 +7426,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     create_completion: {
@@ -6911,6 +7499,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -6936,6 +7533,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7000,6 +7613,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     update_completion: {
@@ -7059,6 +7688,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -7094,6 +7732,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7156,6 +7810,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Request body too large */
             413: {
                 headers: {
@@ -7171,6 +7834,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7235,6 +7914,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     list_events: {
@@ -7295,6 +7990,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     redeliver_failed_events: {
@@ -7352,6 +8063,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Request body too large */
             413: {
                 headers: {
@@ -7367,6 +8087,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7431,6 +8167,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     redeliver_event: {
@@ -7490,6 +8242,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -7515,6 +8276,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7568,6 +8345,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     set_identity_provider: {
@@ -7612,6 +8405,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Request body too large */
             413: {
                 headers: {
@@ -7627,6 +8429,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7678,6 +8496,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     get_my_homework: {
@@ -7711,6 +8545,22 @@ export interface operations {
             /** @description Forbidden */
             403: {
                 headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
                     [name: string]: unknown;
                 };
                 content: {
@@ -7779,6 +8629,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     dismiss_reminder: {
@@ -7843,6 +8709,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     snooze_reminder: {
@@ -7902,6 +8784,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -7927,6 +8818,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7988,6 +8895,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     create_template: {
@@ -8035,6 +8958,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Request body too large */
             413: {
                 headers: {
@@ -8050,6 +8982,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8113,6 +9061,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8188,6 +9152,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     list_template_versions: {
@@ -8254,6 +9234,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     create_template_version: {
@@ -8315,6 +9311,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Conflict */
             409: {
                 headers: {
@@ -8350,6 +9355,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8407,6 +9428,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     create_webhook_endpoint: {
@@ -8454,6 +9491,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Request body too large */
             413: {
                 headers: {
@@ -8469,6 +9515,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8530,6 +9592,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8605,6 +9683,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     update_webhook_endpoint: {
@@ -8664,6 +9758,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Precondition failed */
             412: {
                 headers: {
@@ -8689,6 +9792,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8758,6 +9877,22 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
         };
     };
     rotate_webhook_secret: {
@@ -8817,6 +9952,15 @@ export interface operations {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
             /** @description Request body too large */
             413: {
                 headers: {
@@ -8832,6 +9976,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8896,6 +10056,22 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
