@@ -115,3 +115,17 @@ def test_every_example_is_valid_against_its_schema() -> None:
             for error in validator.iter_errors(example)
         ]
     assert invalid == []
+
+
+def test_retry_later_answers_are_documented_with_retry_after() -> None:
+    document = create_app().openapi()
+    for path, operations in document["paths"].items():
+        if not path.startswith(("/v1/", "/oauth/")):
+            continue
+        for method, operation in operations.items():
+            # Every route on the database can find it out of reach; every POST takes a key.
+            expected = ("409", "503") if method == "post" and path.startswith("/v1/") else ("503",)
+            for status in expected:
+                response = operation["responses"].get(status)
+                assert response, f"{method.upper()} {path} does not document {status}"
+                assert "Retry-After" in response.get("headers", {}), f"{method} {path} {status}"

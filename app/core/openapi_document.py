@@ -6,6 +6,9 @@
 - Validation errors are problem+json, as the service answers them, not FastAPI's default shape.
 - Every operation that takes a body documents the 413 that the body size limit answers and
   the 408 that the body deadline answers (middleware, which FastAPI cannot see).
+- Every operation that uses the database documents its 503 (the database out of reach) and
+  every POST its 409 (the same Idempotency-Key still in flight), both with `Retry-After`: the
+  route classes add these answers to every route, so no route lists them itself.
 
 It is rendered the same way every time, so that a diff of the committed file is a real change.
 """
@@ -21,7 +24,15 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
-from app.core.errors import PROBLEM_MEDIA_TYPE, PayloadTooLarge, RequestTimeout
+from app.core.errors import (
+    PROBLEM_MEDIA_TYPE,
+    Conflict,
+    PayloadTooLarge,
+    Problem,
+    RequestTimeout,
+    ServiceUnavailable,
+)
+from app.core.routing import AppRoute, TransactionRoute
 from app.core.scopes import ALL_SCOPES, ROLE_SCOPES, Context
 
 SECURITY_SCHEME = "oauth2"
@@ -96,6 +107,10 @@ def build(app: FastAPI) -> dict[str, Any]:
                 operation["security"] = _security(*scope)
             _problem_validation_errors(operation)
             _body_size_limit(operation)
+            if isinstance(route, TransactionRoute):
+                _retry_later(operation, ServiceUnavailable, _UNAVAILABLE_RETRY)
+            if isinstance(route, AppRoute) and method == "POST":
+                _retry_later(operation, Conflict, _IN_FLIGHT_RETRY)
     schemas = components.get("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
@@ -153,6 +168,24 @@ def _body_size_limit(operation: dict[str, Any]) -> None:
             "description": problem.title,
             "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF}},
         }
+
+
+_UNAVAILABLE_RETRY = "Seconds to wait before retrying: the database is out of reach for now."
+_IN_FLIGHT_RETRY = (
+    "Sent when the conflict is a request with the same Idempotency-Key still in flight: "
+    "seconds until its lease, renewed while that request runs, would run out."
+)
+
+
+def _retry_later(operation: dict[str, Any], problem: type[Problem], retry: str) -> None:
+    response = operation["responses"].setdefault(
+        str(problem.status),
+        {"description": problem.title, "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF}}},
+    )
+    response.setdefault("headers", {})["Retry-After"] = {
+        "description": retry,
+        "schema": {"type": "integer"},
+    }
 
 
 def install(app: FastAPI) -> None:
