@@ -83,3 +83,14 @@ def uvicorn_command(port: int) -> list[str]:
         *("uvicorn", "app.main:create_app", "--factory"),
         *("--host", "127.0.0.1", "--port", str(port), "--no-access-log"),
     ]
+
+
+@contextmanager
+def serving(cwd: Path, **settings: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """`homework serve` (migrations, then uvicorn with our limits) on a free port over a SQLite
+    file in `cwd`, with `settings` (`body_timeout_seconds="1"`); yields the port and the
+    environment it runs with (for `homework(...)` commands on the same database)."""
+    port = free_port()
+    env = service_env(env="test", database_url=f"sqlite+aiosqlite:///{cwd}/homework.db", **settings)
+    with running(("homework", "serve", "--port", str(port)), port=port, cwd=cwd, env=env):
+        yield port, env

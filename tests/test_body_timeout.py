@@ -10,24 +10,23 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.served import free_port, homework, running, service_env
+from tests.served import homework, serving
 
 TIMEOUT_SECONDS = 1.0
 HOST = "127.0.0.1"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, dict[str, str]]]:
-    """`homework serve` with a 1-second body deadline; yields its port and a tenant's OAuth
-    client (`client_id`, `client_secret`)."""
+@pytest.fixture(scope="module", params=["httptools", "h11"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[int, dict[str, str]]]:
+    """`homework serve` with a 1-second body deadline, on each of uvicorn's HTTP parsers;
+    yields its port and a tenant's OAuth client (`client_id`, `client_secret`)."""
     cwd = tmp_path_factory.mktemp("body-timeout")
-    port = free_port()
-    env = service_env(
-        env="test",
-        database_url=f"sqlite+aiosqlite:///{cwd}/homework.db",
-        body_timeout_seconds=str(TIMEOUT_SECONDS),
-    )
-    with running(("homework", "serve", "--port", str(port)), port=port, cwd=cwd, env=env):
+    with serving(cwd, body_timeout_seconds=str(TIMEOUT_SECONDS), server_http=request.param) as (
+        port,
+        env,
+    ):
         issued = json.loads(homework("tenants", "create", "Slow Clinic", cwd=cwd, env=env))
         yield port, issued
 

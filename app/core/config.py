@@ -54,7 +54,7 @@ class Settings(BaseSettings):
 
     # `homework serve`'s uvicorn. Its HTTP parser: httptools is the faster, but bounds no
     # request head (a 2 MB head is read whole), so it expects the reverse proxy to; h11
-    # refuses a head over server_max_header_bytes with 400 itself. Then how long an idle
+    # answers 400 to a head still unfinished past server_max_header_bytes. Then how long an idle
     # keep-alive connection is kept, the most connections and tasks at once before new
     # requests get 503 (0: no limit), and the listen backlog.
     server_http: Literal["httptools", "h11"] = "httptools"
