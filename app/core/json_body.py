@@ -31,14 +31,14 @@ UTF8_CHARSETS = frozenset({"utf-8", "utf8"})
 async def read_json_body(request: Request) -> None:
     """Parses the body of a request that FastAPI would read as JSON; raises a 422 Problem."""
     declared = request.headers.get("content-type")
-    if declared is not None and not _is_json(declared):
+    is_json, charset = _media_type(declared) if declared is not None else (True, None)
+    if not is_json:
         return  # FastAPI hands such a body to the route as bytes, or refuses it itself
     body = await request.body()
     if not body:
         return
-    charset = _charset(declared)
     if charset is not None and charset not in UTF8_CHARSETS:
-        raise _malformed(f"The body must be UTF-8, not {charset[:40]}.")
+        raise _malformed("The body must be UTF-8.")  # the charset it named is not echoed
     try:
         # utf-8-sig: RFC 8259 lets a parser ignore a byte order mark, and json.loads(bytes)
         # always has.
@@ -58,23 +58,17 @@ async def read_json_body(request: Request) -> None:
     request._json = document  # Starlette's cache of request.json(); see the module docstring
 
 
-def _is_json(content_type: str) -> bool:
-    # The same test as FastAPI's (fastapi.routing.get_request_handler).
+def _media_type(content_type: str) -> tuple[bool, str | None]:
+    """Whether FastAPI reads the body as JSON (its own test, in get_request_handler), and the
+    declared charset, lower-cased."""
     message = email.message.Message()
     message["content-type"] = content_type
     subtype = message.get_content_subtype()
-    return message.get_content_maintype() == "application" and (
+    is_json = message.get_content_maintype() == "application" and (
         subtype == "json" or subtype.endswith("+json")
     )
-
-
-def _charset(content_type: str | None) -> str | None:
-    if content_type is None:
-        return None
-    message = email.message.Message()
-    message["content-type"] = content_type
     charset = message.get_param("charset")
-    return charset.strip().lower() if isinstance(charset, str) else None
+    return is_json, charset.strip().lower() if isinstance(charset, str) else None
 
 
 def _malformed(message: str) -> MalformedBody:
