@@ -130,7 +130,7 @@ def test_a_trickle_cannot_stretch_the_deadline_but_a_slow_body_in_time_is_served
         assert _read_answer(sock)[0] == 200
 
 
-def test_an_answer_before_the_body_closes_the_connection(
+def test_an_answer_before_the_body_closes_the_connection_but_not_after_an_empty_one(
     server: tuple[int, dict[str, str]],
 ) -> None:
     # A route that reads no body answers at once; the rest of the body is not waited for.
@@ -141,3 +141,10 @@ def test_an_answer_before_the_body_closes_the_connection(
         assert status == 405
         assert headers["connection"] == "close"
         assert _closed(sock)
+    # An empty body is whole: that connection is kept.
+    with _connect(port) as sock:
+        sock.sendall(_head("/healthz", 0))
+        status, headers, _ = _read_answer(sock)
+        assert status == 405
+        assert "connection" not in headers
+        assert not _closed(sock)

@@ -30,7 +30,8 @@ class BodyTimeoutMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Request(scope).headers
-        if "content-length" not in headers and "transfer-encoding" not in headers:
+        declared = headers.get("content-length")
+        if declared == "0" or (declared is None and "transfer-encoding" not in headers):
             await self.app(scope, receive, send)  # no body: nothing to wait for
             return
         deadline = asyncio.get_running_loop().time() + self.timeout_seconds
