@@ -23,6 +23,7 @@ from app.core.config import Environment, Settings
 from app.core.keys import generate_pem
 from app.main import create_app
 from tests.conftest import client_for
+from tests.probe_routes import router as probe_router
 from tests.world import World, get_token
 
 APP_ORIGIN = "https://clinic-app.example"
@@ -48,6 +49,7 @@ async def edge(tmp_path: Path) -> AsyncIterator[Callable[..., httpx.AsyncClient]
 
     def make(**values: Any) -> httpx.AsyncClient:
         application = create_app(_settings(tmp_path, **values))
+        application.include_router(probe_router)  # /v1/_probe/boom: a crash
         apps.append(application)
         return client_for(application)
 
@@ -168,15 +170,19 @@ async def test_a_preflight_from_another_origin_is_refused(
 async def test_errors_carry_cors_headers_and_expose_what_apps_read(
     edge: Callable[..., httpx.AsyncClient],
 ) -> None:
-    async with edge(cors_origins=APP_ORIGIN, max_body_bytes=1024) as http:
+    limits = {"rate_limit_token_address": "1/minute"}
+    async with edge(cors_origins=APP_ORIGIN, max_body_bytes=1024, **limits) as http:
         origin = {"origin": APP_ORIGIN}
         unauthorised = await http.get("/v1/me/homework", headers=origin)
+        crashed = await http.get("/v1/_probe/boom", headers=origin)
+        for _ in range(2):
+            limited = await http.post("/oauth/token", headers=origin)
         too_large = await http.post(
             "/v1/clients",
             content=b"x" * 2048,
             headers={**origin, "content-type": "application/json"},
         )
-    for answer in (unauthorised, too_large):
+    for answer in (unauthorised, crashed, limited, too_large):
         assert answer.headers["access-control-allow-origin"] == APP_ORIGIN
         exposed = {
             h.strip().lower() for h in answer.headers["access-control-expose-headers"].split(",")
@@ -190,7 +196,8 @@ async def test_errors_carry_cors_headers_and_expose_what_apps_read(
             "ratelimit-policy",
             "location",
         } <= exposed
-    assert [unauthorised.status_code, too_large.status_code] == [401, 413]
+    statuses = [a.status_code for a in (unauthorised, crashed, limited, too_large)]
+    assert statuses == [401, 500, 429, 413]
 
 
 def test_development_allows_the_demo_origins_and_nothing_is_allowed_elsewhere() -> None:
