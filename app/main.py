@@ -21,6 +21,7 @@ from app.core.keys import KeyRing
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.outbound import guarded_client
 from app.core.rate_limits import RateLimiter, RateLimitHeadersMiddleware
+from app.core.revocations import RevocationList
 from app.core.security_headers import SecurityHeadersMiddleware
 from app.core.tokens import TokenService
 from app.routers import docs, health, oauth, v1
@@ -67,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.database = database
     app.state.issuers = issuers
     app.state.rate_limiter = RateLimiter(settings)
+    app.state.revocations = RevocationList(database)
     app.state.tokens = TokenService(settings, KeyRing.from_settings(settings), issuers.find)
 
     install_error_handlers(app)

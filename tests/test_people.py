@@ -198,9 +198,10 @@ async def test_erasure_removes_everything_and_leaves_a_trace(
     erased = await client.delete(f"/v1/clients/{client_a1}", headers=system)
     assert erased.status_code == 204
     assert (await client.get(f"/v1/clients/{client_a1}", headers=system)).status_code == 404
-    # The client's token now finds nothing, and the care team went with the client.
+    # The client's token died with them (tests/test_revoked_subjects.py), and the care team
+    # went with the client.
     own = await client.get(f"/v1/clients/{client_a1}", headers=world.headers("client_a1"))
-    assert own.status_code == 404
+    assert own.status_code == 401
     assert (await client.get("/v1/clients", headers=world.headers("clinician_a1"))).json()[
         "data"
     ] == []

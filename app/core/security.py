@@ -12,6 +12,7 @@ from sqlalchemy import select
 from app.core import rate_limits
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, Unauthorized
+from app.core.revocations import RevocationList, subject_key
 from app.core.scopes import Context, ScopeSet
 from app.core.tokens import InvalidToken, TokenService
 from app.models import Client, Clinician
@@ -72,6 +73,9 @@ async def authenticate(request: Request, session: SessionDep) -> Principal:
         verified = await tokens.verify(token.strip())
     except InvalidToken as exc:
         raise invalid_token(str(exc)) from exc
+    # After the signature, never instead of it: a forged token must not cost a reload.
+    revocations: RevocationList = request.app.state.revocations
+    await revocations.ensure_fresh()
 
     subject = verified.subject
     if verified.subject_is_external:
@@ -84,6 +88,11 @@ async def authenticate(request: Request, session: SessionDep) -> Principal:
         if found is None:
             raise invalid_token("the token's subject is not known to this tenant")
         subject = found
+    refused = revocations.refusal(
+        verified.token_id, verified.client_id, subject_key(verified.kind.value, subject)
+    )
+    if refused is not None:
+        raise invalid_token(refused)
     return Principal(
         tenant_id=verified.tenant_id,
         kind=verified.kind,

@@ -8,6 +8,7 @@ from app.models.events import Event
 from app.models.idempotency import IdempotencyKey
 from app.models.people import CareTeamMember, Client, Clinician
 from app.models.reminders import Reminder
+from app.models.revocations import TokenRevocation
 from app.models.templates import Template, TemplateVersion
 from app.models.tenant import IdentityProvider, OAuthClient, Tenant
 from app.models.webhooks import WebhookAttempt, WebhookDelivery, WebhookEndpoint
@@ -31,6 +32,7 @@ __all__ = [
     "Template",
     "TemplateVersion",
     "Tenant",
+    "TokenRevocation",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

@@ -22,7 +22,7 @@ class Tenant(Base):
 
 
 class OAuthClient(Base):
-    """A vendor backend's credentials. The secret is kept only as a hash."""
+    """A vendor backend's credentials. Secrets are kept only as hashes."""
 
     __tablename__ = "oauth_clients"
 
@@ -37,6 +37,11 @@ class OAuthClient(Base):
     allowed_scopes: Mapped[str] = mapped_column(Text, nullable=False)
     created_at: Mapped[datetime] = created_at_column()
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # A rotation keeps the replaced secret valid until previous_secret_expires_at, so that the
+    # vendor can roll the new one out to every backend instance without an outage.
+    secret_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class IdentityProvider(Base):

@@ -9,11 +9,13 @@ from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core import revocations
 from app.core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from app.core.pagination import page_of, paginate
 from app.core.scopes import Context
 from app.core.security import Principal
 from app.models import CareTeamMember, Client, Clinician
+from app.models.revocations import RevokedKind
 from app.schemas.people import ClientCreate, ClientUpdate, ClinicianCreate, ClinicianUpdate
 from app.services import assignments, audit
 from app.services.access import visible_clients, visible_clinicians
@@ -108,8 +110,19 @@ async def update_clinician(
 
 
 async def delete_clinician(session: AsyncSession, clinician: Clinician) -> None:
+    """Their tokens die with them: until they expire they would still pass every scope check
+    and read the tenant's templates (revocations are refused at authentication)."""
     await session.delete(clinician)
     await session.flush()
+    await _revoke_tokens_of(session, clinician.tenant_id, Context.clinician, clinician.id)
+
+
+async def _revoke_tokens_of(
+    session: AsyncSession, tenant_id: str, kind: Context, subject_id: str
+) -> None:
+    await revocations.revoke(
+        session, tenant_id, RevokedKind.subject, revocations.subject_key(kind.value, subject_id)
+    )
 
 
 # Clients
@@ -185,6 +198,7 @@ async def erase_client(session: AsyncSession, principal: Principal, client: Clie
     The audit trail keeps the fact of the erasure, by id only."""
     await session.execute(delete(Client).where(Client.id == client.id))
     record_event(session, client.tenant_id, EventType.client_erased, client_id=client.id)
+    await _revoke_tokens_of(session, client.tenant_id, Context.client, client.id)
     await audit.record(session, principal, Action.erase, "client", [(client.id, client.id)])
 
 
