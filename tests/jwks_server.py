@@ -13,6 +13,7 @@ from typing import Any
 class JwksHost:
     def __init__(self) -> None:
         self.keys: list[dict[str, Any]] = []
+        self.status = 200  # anything else: the IdP is down, and answers no keys
         self.hits = 0
         self.port = 0
 
@@ -28,8 +29,8 @@ def serve_jwks() -> Iterator[JwksHost]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             host.hits += 1
-            body = json.dumps({"keys": host.keys}).encode()
-            self.send_response(200)
+            body = json.dumps({"keys": host.keys} if host.status == 200 else {}).encode()
+            self.send_response(host.status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -95,6 +95,23 @@ def wrong_typ(world: World) -> str:
     return _signed(world, _claims(world), typ="JWT")
 
 
+def typ_not_a_string(world: World) -> str:
+    return _signed(world, _claims(world), typ=["at+jwt"])  # used to be a 500
+
+
+def critical_extension(world: World) -> str:
+    # RFC 7515 §4.1.11: an extension marked critical that we do not understand, MUST refuse.
+    return _signed(world, _claims(world), crit=["b64x"], b64x=1)
+
+
+def exp_not_a_number(world: World) -> str:
+    return _signed(world, _claims(world, exp=[int(time.time()) + 600]))  # used to be a 500
+
+
+def without_iat(world: World) -> str:
+    return _signed(world, _claims(world, iat=None))
+
+
 def tampered_payload(world: World) -> str:
     header, _, signature = _signed(world, _claims(world, scope="system/clients.r")).split(".")
     forged = _b64(_claims(world, scope="system/clients.cruds system/audit.rs"))
@@ -137,11 +154,23 @@ ATTACKS: list[Callable[[World], str]] = [
     unknown_kid,
     missing_typ,
     wrong_typ,
+    typ_not_a_string,
+    critical_extension,
+    exp_not_a_number,
+    without_iat,
     tampered_payload,
     signed_by_a_stranger,
     jwe_shaped,
     garbage,
 ]
+
+# Refusals that once were a 500 or a vaguer message, and what they say now.
+DESCRIBED: dict[Callable[[World], str], str] = {
+    typ_not_a_string: "the token is not an access token (typ must be at+jwt)",
+    critical_extension: "the token marks header extensions critical (crit); none is supported",
+    exp_not_a_number: "the token's exp claim is not a NumericDate (a number)",
+    without_iat: "the token lacks the iat claim (RFC 9068 requires it)",
+}
 
 
 @pytest.mark.parametrize("forge", ATTACKS, ids=[f.__name__ for f in ATTACKS])
@@ -155,11 +184,18 @@ async def test_forged_tokens_are_refused(
         'Bearer realm="homework", error="invalid_token"'
     )
     assert response.json()["error"] == "invalid_token"
+    if forge in DESCRIBED:
+        assert response.json()["detail"] == DESCRIBED[forge]
 
 
 async def test_the_control_token_is_accepted(client: httpx.AsyncClient, world: World) -> None:
     # Proves the forgeries above fail for the reason they were forged, not for a broken setup.
-    for token in (_signed(world, _claims(world)), lifetime_within_leeway_is_fine(world)):
+    for token in (
+        _signed(world, _claims(world)),
+        lifetime_within_leeway_is_fine(world),
+        _signed(world, _claims(world), typ="AT+JWT"),  # media types compare case-insensitively
+        _signed(world, _claims(world), typ="application/at+jwt"),
+    ):
         response = await client.get("/v1/clients", headers={"Authorization": f"Bearer {token}"})
         assert response.status_code == 200
 

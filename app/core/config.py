@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # between two fetches caused by an unknown kid.
     idp_jwks_ttl_seconds: int = Field(default=3600, ge=60)
     idp_jwks_min_refetch_seconds: float = Field(default=60.0, ge=0)
+    # The longest `exp - iat` accepted from a tenant's IdP (ours are far shorter), for every
+    # tenant; `token_leeway_seconds` bounds how far ahead of our clock its `iat` may be.
+    idp_max_token_lifetime_seconds: int = Field(default=86400, ge=60, le=30 * 86400)
 
     # Outbound calls to URLs that tenants give us (webhooks, IdP JWKS).
     outbound_allow_http: bool = False

@@ -3,6 +3,11 @@
 A token naming a `kid` we do not hold triggers at most one refetch per `min_refetch_seconds`
 per JWKS URL, so a flood of forged kids cannot make us hammer the IdP (or be used to make us
 fetch anything at all faster than that).
+
+A tenant whose IdP key is compromised forces a refresh: the keys held are dropped (not kept
+through a failed fetch, as on an ordinary refresh) and fetched again for the next token. The
+API process that takes the request does so at once; the others learn it from the provider's
+`distrust_before` mark, which they read with the provider, and honour each mark once.
 """
 
 from __future__ import annotations
@@ -28,6 +33,11 @@ class _Entry:
     keys: dict[str, tuple[Key, str]] = field(default_factory=dict)
     fetched_at: float = float("-inf")
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    distrusted_before: float = float("-inf")
+    """The latest forced-refresh mark honoured: keys fetched before it are not trusted."""
+    generation: int = 0
+    """Bumped when keys are distrusted, so that a fetch already in flight does not restore
+    them."""
 
 
 class JwksCache:
@@ -39,8 +49,13 @@ class JwksCache:
         self.min_refetch = min_refetch_seconds
         self._entries: dict[str, _Entry] = {}
 
-    async def find(self, jwks_url: str, kid: str) -> tuple[Key, str] | None:
+    async def find(
+        self, jwks_url: str, kid: str, *, distrust_before: float = float("-inf")
+    ) -> tuple[Key, str] | None:
         entry = self._entries.setdefault(jwks_url, _Entry())
+        if distrust_before > entry.distrusted_before:
+            # Another API process forced a refresh: once per mark, whatever the refetch floor.
+            self._distrust(entry, distrust_before)
         stale = time.monotonic() - entry.fetched_at > self.ttl
         if kid in entry.keys and not stale:
             return entry.keys[kid]
@@ -51,8 +66,21 @@ class JwksCache:
                 await self._refresh(jwks_url, entry)
         return entry.keys.get(kid)
 
+    def distrust(self, jwks_url: str, mark: float) -> None:
+        """Drop the keys held for this URL: the next token's kid is looked up in a fresh fetch,
+        and until one succeeds no key of this JWKS is trusted."""
+        self._distrust(self._entries.setdefault(jwks_url, _Entry()), mark)
+
+    @staticmethod
+    def _distrust(entry: _Entry, mark: float) -> None:
+        entry.keys = {}
+        entry.fetched_at = float("-inf")  # the refetch floor does not delay the fresh fetch
+        entry.distrusted_before = max(entry.distrusted_before, mark)
+        entry.generation += 1
+
     async def _refresh(self, jwks_url: str, entry: _Entry) -> None:
         entry.fetched_at = time.monotonic()
+        generation = entry.generation
         try:
             response = await self.http.get(jwks_url, headers={"Accept": "application/json"})
             response.raise_for_status()
@@ -61,7 +89,8 @@ class JwksCache:
             # Keep the keys we had: an IdP outage must not lock every user out at once.
             log.warning("JWKS fetch failed", extra={"error": type(exc).__name__})
             return
-        entry.keys = _parse(document)
+        if entry.generation == generation:  # else distrusted while we fetched: the answer may be
+            entry.keys = _parse(document)  # from before the key was removed
 
 
 def _parse(document: object) -> dict[str, tuple[Key, str]]:

@@ -2,10 +2,17 @@
 
 Verification trusts nothing the token says about how to verify it: the key is found by `kid`
 among keys we chose, and the algorithm is the key's own, never the header's.
+
+A tenant's IdP is held to more than our own tokens are, since we do not choose its settings:
+a bounded lifetime and issue time, and its scopes read in the forms IdPs actually send
+(`scope` as a string or an array, Entra's and Okta's `scp`), ignoring names outside our grammar
+(`openid`, `profile`, the IdP's own) rather than refusing the token for them.
 """
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
@@ -19,9 +26,16 @@ from jose.exceptions import ExpiredSignatureError, JOSEError, JWTClaimsError, JW
 from app.core.config import Settings
 from app.core.ids import new_id
 from app.core.keys import KeyRing
-from app.core.scopes import ROLE_SCOPES, Context, ScopeSet
+from app.core.scopes import ROLE_SCOPES, Context, Scope, ScopeError, ScopeSet
 
+# RFC 9068 §2.1; media types compare case-insensitively (RFC 2045 §5.1), so `at+JWT` is one.
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+# Claims every access token must carry (RFC 9068 §2.2), checked by us for a precise refusal.
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "exp", "iat")
+TIME_CLAIMS = ("exp", "iat", "nbf")
+# What a DEBUG line lists of the scopes ignored in one token: names only, bounded.
+LOGGED_SCOPES, LOGGED_SCOPE_CHARS = 20, 100
+log = logging.getLogger("homework.tokens")
 
 
 def _capped(scopes: ScopeSet, kind: Context) -> ScopeSet:
@@ -138,8 +152,8 @@ class TokenService:
             unverified = jwt.get_unverified_claims(token)
         except JWTError as exc:
             raise InvalidToken("the token is malformed") from exc
-        if header.get("typ") not in ACCESS_TOKEN_TYPES:
-            raise InvalidToken("the token is not an access token (typ)")
+        _check_header(header)
+        _check_time_claim_types(unverified)
         kid = header.get("kid")
         if not isinstance(kid, str):
             raise InvalidToken("the token names no key (kid)")
@@ -182,22 +196,35 @@ class TokenService:
             raise InvalidToken("the token was signed by an unknown key")
         key, algorithm = found
         claims = self._decode(token, key, algorithm, trusted.audience, trusted.issuer)
-        try:
-            kind = Context(claims[trusted.kind_claim])
-            if kind is Context.system:
-                raise InvalidToken("an identity provider cannot issue system tokens")
-            return VerifiedToken(
-                tenant_id=trusted.tenant_id,
-                kind=kind,
-                subject=str(claims[trusted.external_id_claim]),
-                subject_is_external=True,
-                client_id=str(claims.get("client_id") or claims.get("azp") or trusted.issuer),
-                token_id=str(claims.get("jti") or ""),
-                scopes=_capped(ScopeSet.parse(claims.get("scope")), kind),
-                expires_at=int(claims["exp"]),
+        self._check_lifetime(claims)
+        kind = _subject_kind(claims.get(trusted.kind_claim))
+        subject = claims.get(trusted.external_id_claim)
+        # Numbers too: an IdP's own user ids often are, in a claim of the tenant's choosing.
+        if isinstance(subject, bool) or not isinstance(subject, str | int) or subject == "":
+            raise InvalidToken("the token's external id claim is missing or not a string")
+        return VerifiedToken(
+            tenant_id=trusted.tenant_id,
+            kind=kind,
+            subject=str(subject),
+            subject_is_external=True,
+            client_id=str(claims.get("client_id") or claims.get("azp") or trusted.issuer),
+            token_id=str(claims.get("jti") or ""),
+            scopes=_granted_scopes(claims, kind, trusted.tenant_id),
+            expires_at=int(claims["exp"]),
+        )
+
+    def _check_lifetime(self, claims: dict[str, Any]) -> None:
+        """An IdP's token may not claim to be issued ahead of our clock (beyond the leeway) nor
+        live longer than we allow: a stolen long-lived token would otherwise outlast any
+        revocation on the IdP's side."""
+        leeway = self.settings.token_leeway_seconds
+        if claims["iat"] > time.time() + leeway:
+            raise InvalidToken(
+                f"the token's iat is in the future (beyond {leeway} s of clock skew)"
             )
-        except (KeyError, ValueError) as exc:
-            raise InvalidToken("the token lacks a required claim") from exc
+        longest = self.settings.idp_max_token_lifetime_seconds
+        if claims["exp"] - claims["iat"] > longest:
+            raise InvalidToken(f"the token's lifetime (exp - iat) exceeds {longest} s")
 
     def _decode(
         self, token: str, key: Key, algorithm: str, audience: str, issuer: str
@@ -209,14 +236,9 @@ class TokenService:
                 algorithms=[algorithm],
                 audience=audience,
                 issuer=issuer,
-                options={
-                    "leeway": self.settings.token_leeway_seconds,
-                    "require_exp": True,
-                    "require_iat": True,
-                    "require_sub": True,
-                    "require_aud": True,
-                    "require_iss": True,
-                },
+                # Presence is checked below: python-jose reports a missing claim as a bad
+                # signature.
+                options={"leeway": self.settings.token_leeway_seconds},
             )
         except ExpiredSignatureError as exc:
             raise InvalidToken("the token has expired") from exc
@@ -224,4 +246,82 @@ class TokenService:
             raise InvalidToken(f"the token's claims are not valid: {exc}") from exc
         except JOSEError as exc:
             raise InvalidToken("the token's signature is not valid") from exc
+        missing = next((name for name in REQUIRED_CLAIMS if name not in claims), None)
+        if missing is not None:
+            raise InvalidToken(f"the token lacks the {missing} claim (RFC 9068 requires it)")
         return claims
+
+
+def _check_header(header: dict[str, Any]) -> None:
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+        raise InvalidToken("the token is not an access token (typ must be at+jwt)")
+    # RFC 7515 §4.1.11: a recipient MUST refuse a token whose critical extensions it does not
+    # understand, and we understand none. The names are not echoed: they are the sender's text.
+    if "crit" in header:
+        raise InvalidToken("the token marks header extensions critical (crit); none is supported")
+
+
+def _check_time_claim_types(claims: dict[str, Any]) -> None:
+    """Before python-jose sees them: it passes numeric strings, and fails on lists or on the
+    `Infinity` that Python's JSON parser accepts with exceptions of its own (a 500), where
+    RFC 7519 wants a number."""
+    for name in TIME_CLAIMS:
+        if name in claims and not _is_numeric_date(claims[name]):
+            raise InvalidToken(f"the token's {name} claim is not a NumericDate (a number)")
+
+
+def _is_numeric_date(value: object) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value)
+
+
+def _subject_kind(value: object) -> Context:
+    if value == Context.clinician.value:
+        return Context.clinician
+    if value == Context.client.value:
+        return Context.client
+    if value == Context.system.value:
+        raise InvalidToken("an identity provider cannot issue system tokens")
+    raise InvalidToken("the token's subject kind claim is missing or neither clinician nor client")
+
+
+def _granted_scopes(claims: dict[str, Any], kind: Context, tenant_id: str) -> ScopeSet:
+    """The scopes of ours the token carries, capped at its role; names outside our grammar are
+    ignored, but a token left with none is refused: it could call nothing."""
+    understood, ignored = [], []
+    for name in _scope_names(claims):
+        try:
+            understood.append(Scope.parse(name))
+        except ScopeError:
+            ignored.append(name)
+    if ignored and log.isEnabledFor(logging.DEBUG):
+        names = [name[:LOGGED_SCOPE_CHARS] for name in ignored[:LOGGED_SCOPES]]
+        log.debug(
+            "IdP token scopes outside our grammar ignored",
+            extra={"tenant_id": tenant_id, "ignored_scopes": names, "ignored_count": len(ignored)},
+        )
+    scopes = _capped(ScopeSet(understood), kind)
+    if not scopes:
+        raise InvalidToken(f"the token carries no scope a {kind} may hold (scope, scp)")
+    return scopes
+
+
+def _scope_names(claims: dict[str, Any]) -> list[str]:
+    """`scope` (RFC 9068: a space-separated string; some IdPs send an array) and `scp` (Entra,
+    Okta: a string or an array), together."""
+    names: list[str] = []
+    for claim in ("scope", "scp"):
+        value = claims.get(claim)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            names.extend(value.split())
+        elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+            names.extend(name for item in value for name in item.split())
+        else:
+            raise InvalidToken(
+                f"the token's {claim} claim is neither a string nor an array of them"
+            )
+    return names

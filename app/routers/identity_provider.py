@@ -75,3 +75,27 @@ async def delete_identity_provider(
     await session.delete(provider)
     await session.flush()
     request.app.state.issuers.forget()
+
+
+@router.post(
+    "/refresh-keys",
+    status_code=204,
+    operation_id="refresh_identity_provider_keys",
+    summary="Drop the cached keys of your identity provider and fetch its JWKS again",
+    description="For your backend (`system`), when a signing key of your IdP is compromised: "
+    "remove it from your JWKS first, then call this. The keys we hold are dropped at once in the "
+    "API process that answers and within 30 seconds in every other; each fetches your JWKS again "
+    "for the next token (regardless of the one-refetch-a-minute floor), and until a fetch "
+    "succeeds no token of your IdP is accepted. `updated_at` of the configuration becomes the "
+    "time of this refresh. 404 if none is configured.",
+    responses=problem_responses(401, 403, 404),
+)
+async def refresh_identity_provider_keys(
+    request: Request,
+    session: SessionDep,
+    principal: Annotated[Principal, require("identity", "u")],
+) -> None:
+    provider = await identity_providers.mark_keys_distrusted(session, principal.tenant_id)
+    if provider is None:
+        raise NotFound("No identity provider is configured.")
+    request.app.state.issuers.distrust_keys(provider)

@@ -55,6 +55,24 @@ async def save(
     return provider
 
 
+async def mark_keys_distrusted(session: AsyncSession, tenant_id: str) -> IdentityProvider | None:
+    """Record a forced JWKS refresh on the tenant's provider, None if it has none. Its
+    `updated_at` is the mark every API process compares with the keys it holds (see
+    `distrust_before`), so no process keeps keys fetched before it."""
+    provider = await session.get(IdentityProvider, tenant_id)
+    if provider is None:
+        return None
+    provider.updated_at = utcnow()
+    await session.flush()
+    return provider
+
+
+def distrust_before(provider: IdentityProvider) -> float:
+    """Keys fetched before the provider last changed (saved, or refreshed by force) are not
+    trusted: a replaced configuration or a compromised key must not outlive the change."""
+    return provider.updated_at.timestamp()
+
+
 class IssuerDirectory:
     """Finds the tenant that trusts an issuer, with a short in-process cache so that verifying
     an IdP token costs no query in the common case."""
@@ -81,6 +99,12 @@ class IssuerDirectory:
     def forget(self) -> None:
         self._cache.clear()
 
+    def distrust_keys(self, provider: IdentityProvider) -> None:
+        """In this process at once (the others within DIRECTORY_TTL_SECONDS): drop the keys
+        held for the provider's JWKS, and its cached configuration with the old mark."""
+        self.jwks.distrust(provider.jwks_url, distrust_before(provider))
+        self._cache.pop(provider.issuer, None)
+
     def _trusted(self, provider: IdentityProvider) -> TrustedIssuer:
         return TrustedIssuer(
             tenant_id=provider.tenant_id,
@@ -88,5 +112,7 @@ class IssuerDirectory:
             audience=provider.audience,
             kind_claim=provider.kind_claim,
             external_id_claim=provider.external_id_claim,
-            find_key=functools.partial(self.jwks.find, provider.jwks_url),
+            find_key=functools.partial(
+                self.jwks.find, provider.jwks_url, distrust_before=distrust_before(provider)
+            ),
         )
