@@ -430,26 +430,6 @@ MATRIX: dict[tuple[str, str], Case | Exempt] = {
         expect=row(204, 403,   403,   403,   403,   404,  401, 401, 403),
     ),
 
-    # The tenant's OAuth clients: the vendor's backend only, its own tenant's. The target of
-    # the reads is tenant A's first client; a rotation and a revocation act on a second one
-    # (setup), so that the callers after them keep a working client.
-    ("GET", "/v1/identity/clients"): Case(
-        scope="identity.s",
-        #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope
-        expect=row(200, 403,   403,   403,   403,   200,  401, 401, 403),
-    ),
-    ("GET", "/v1/identity/clients/{oauth_client_id}"): Case(
-        scope="identity.r", params=oauth_client_a,
-        expect=row(200, 403,   403,   403,   403,   404,  401, 401, 403),
-    ),
-    ("POST", "/v1/identity/clients/{oauth_client_id}/rotate"): Case(
-        scope="identity.u", setup=tenant_a_has_a_second_oauth_client, body=no_fields,
-        expect=row(200, 403,   403,   403,   403,   404,  401, 401, 403),
-    ),
-    ("POST", "/v1/identity/clients/{oauth_client_id}/revoke"): Case(
-        scope="identity.d", setup=tenant_a_has_a_second_oauth_client,
-        expect=row(200, 403,   403,   403,   403,   404,  401, 401, 403),
-    ),
 
     # Templates: built-ins are everyone's; a custom template is its tenant's, and any clinician
     # of the tenant may create, version and retire one. A client reads by id but cannot list
