@@ -91,3 +91,4 @@ bench: install
 	@scripts/ensure-postgres
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.rate_limit_cost
+	$(BIN)/python -m bench.revocation_cost

@@ -336,6 +336,12 @@ MATRIX: dict[tuple[str, str], Case | Exempt] = {
     ("POST", "/oauth/token"): Exempt(
         "client credentials, not a bearer token: covered by tests/test_oauth.py"
     ),
+    ("POST", "/oauth/revoke"): Exempt(
+        "client credentials, not a bearer token: covered by tests/test_token_revocation.py"
+    ),
+    ("POST", "/oauth/introspect"): Exempt(
+        "client credentials, not a bearer token: covered by tests/test_token_revocation.py"
+    ),
 
     # Clinicians: only system provisions and changes them. A clinician sees themself and those
     # who share a client with them; a client sees its care team.
@@ -651,7 +657,7 @@ MATRIX: dict[tuple[str, str], Case | Exempt] = {
 }
 # fmt: on
 
-EXEMPT = {("POST", "/oauth/token")}
+EXEMPT = {("POST", "/oauth/token"), ("POST", "/oauth/revoke"), ("POST", "/oauth/introspect")}
 CASES = {key: case for key, case in MATRIX.items() if isinstance(case, Case)}
 
 

@@ -26,6 +26,8 @@ PUBLIC = {
     ("/.well-known/jwks.json", "get"),
     ("/.well-known/oauth-authorization-server", "get"),
     ("/oauth/token", "post"),  # client credentials in the request, not a bearer token
+    ("/oauth/revoke", "post"),  # the same
+    ("/oauth/introspect", "post"),  # the same
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict
 
 from app.core import rate_limits
@@ -20,11 +20,13 @@ from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.routing import TransactionRoute
 from app.core.scopes import ALL_SCOPES
-from app.core.tokens import TokenService
+from app.core.tokens import TokenService, VerifiedToken
+from app.models import OAuthClient
 from app.services import oauth, tenants
 from app.services.oauth import CLIENT_CREDENTIALS, TOKEN_EXCHANGE, OAuthError
 
 router = APIRouter(tags=["oauth"], route_class=TransactionRoute)
+CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 TOKEN_REQUEST_BODY: dict[str, Any] = {
@@ -176,6 +178,20 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, st
     raise OAuthError("invalid_client", "Client authentication is required.", 401)
 
 
+async def _authenticated_client(
+    request: Request, session: SessionDep, form: dict[str, str]
+) -> OAuthClient:
+    """The calling OAuth client, as every endpoint of ours that takes client credentials
+    authenticates it: under the same failure budget, so none of them is a way to guess."""
+    client_id, secret = _client_credentials(request, form)
+    await rate_limits.refuse_if_failing(request, client_id)
+    client = await tenants.authenticate_client(session, client_id, secret)
+    if client is None:
+        await rate_limits.count_token_failure(request, client_id)
+        raise OAuthError("invalid_client", "Unknown client or wrong secret.", 401)
+    return client
+
+
 @router.post(
     "/oauth/token",
     operation_id="create_token",
@@ -202,12 +218,7 @@ async def token(request: Request, session: SessionDep) -> Any:
         grant_type = form.get("grant_type")
         if grant_type not in (CLIENT_CREDENTIALS, TOKEN_EXCHANGE):
             raise OAuthError("unsupported_grant_type", "Use client_credentials or token exchange.")
-        client_id, secret = _client_credentials(request, form)
-        await rate_limits.refuse_if_failing(request, client_id)
-        client = await tenants.authenticate_client(session, client_id, secret)
-        if client is None:
-            await rate_limits.count_token_failure(request, client_id)
-            raise OAuthError("invalid_client", "Unknown client or wrong secret.", 401)
+        client = await _authenticated_client(request, session, form)
         await rate_limits.count_token_issued(request, client.id, client.tenant_id)
         if grant_type == CLIENT_CREDENTIALS:
             grant = oauth.client_credentials(client, form.get("scope"))
@@ -232,6 +243,151 @@ async def token(request: Request, session: SessionDep) -> Any:
         issued_token_type=oauth.ISSUED_ACCESS_TOKEN if grant_type == TOKEN_EXCHANGE else None,
     )
     return JSONResponse(body.model_dump(exclude_none=True), headers=NO_STORE)
+
+
+def _token_form_body(example: dict[str, str]) -> dict[str, Any]:
+    """RFC 7009's and RFC 7662's request: the token, a hint we may ignore, and the client's
+    credentials (Basic, or in the form as at the token endpoint)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["token"],
+                        "properties": {
+                            "token": {"type": "string"},
+                            "token_type_hint": {"type": "string", "examples": ["access_token"]},
+                            "client_id": {"type": "string"},
+                            "client_secret": {"type": "string"},
+                        },
+                    },
+                    "example": example,
+                }
+            },
+        }
+    }
+
+
+class IntrospectionResponse(BaseModel):
+    """RFC 7662 section 2.2; an inactive token has `active: false` and nothing else."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "active": True,
+                    "scope": "client/assignments.rus client/completions.crus",
+                    "client_id": "oac_01jc8a0c2e4g6j8m0p2r4t6w8y",
+                    "token_type": "Bearer",
+                    "exp": 1796223600,
+                    "iat": 1796222700,
+                    "nbf": 1796222700,
+                    "sub": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                    "aud": "homework-api",
+                    "iss": "https://api.homework.example",
+                    "jti": "tok_01jd3x8q0m2v7k3c9r5t6y8w1b",
+                    "tenant_id": "ten_01jc8a0c2e4g6j8m0p2r4t6w8x",
+                    "subject_kind": "client",
+                },
+                {"active": False},
+            ]
+        }
+    )
+
+    active: bool
+    scope: str | None = None
+    client_id: str | None = None
+    token_type: str | None = None
+    exp: int | None = None
+    iat: int | None = None
+    nbf: int | None = None
+    sub: str | None = None
+    aud: str | None = None
+    iss: str | None = None
+    jti: str | None = None
+    tenant_id: str | None = None
+    subject_kind: str | None = None
+
+
+async def _tenants_token(request: Request, session: SessionDep) -> tuple[str, VerifiedToken | None]:
+    """Both endpoints' common part: the form, the authenticated client, and the token if it is
+    one of ours for that client's tenant (else None)."""
+    await rate_limits.count_token_request(request)
+    form = await _form(request)
+    client = await _authenticated_client(request, session, form)
+    token = form.get("token")
+    if not token:
+        raise OAuthError("invalid_request", "The token parameter is required.")
+    verified = await oauth.tenants_token(request.app.state.tokens, client, token)
+    return token, verified
+
+
+@router.post(
+    "/oauth/revoke",
+    operation_id="revoke_token",
+    summary="Revoke an access token (RFC 7009)",
+    description=(
+        "Client-authenticated like the token endpoint. Any token of your tenant may be revoked "
+        "(your system tokens, the clinician and client tokens you exchanged for): from the next "
+        "request on it is `401 invalid_token` in this API process, within 2 seconds in every "
+        "other. 200 with an empty body whatever the token was (unknown, expired, another "
+        "tenant's, already revoked), as RFC 7009 says: the answer tells nothing about it."
+    ),
+    openapi_extra=_token_form_body({"token": "eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9…"}),
+    responses={
+        200: {"description": "Revoked, or nothing to revoke.", "content": {}},
+        400: {"model": OAuthErrorBody},
+        401: {"model": OAuthErrorBody},
+        **problem_responses(429),
+    },
+    response_class=Response,
+)
+async def revoke(request: Request, session: SessionDep) -> Response:
+    try:
+        _, verified = await _tenants_token(request, session)
+    except OAuthError as exc:
+        return _error(exc)
+    if verified is not None:
+        await oauth.revoke_token(session, request.app.state.settings, verified)
+    return Response(status_code=200, headers=NO_STORE)
+
+
+@router.post(
+    "/oauth/introspect",
+    operation_id="introspect_token",
+    summary="Is this access token active? (RFC 7662)",
+    description=(
+        "Client-authenticated like the token endpoint. For a token of your tenant that is "
+        "valid and not revoked: `active: true` with its claims. Anything else (expired, "
+        "revoked, its person erased or deleted, its OAuth client revoked, forged, another "
+        "tenant's, an identity provider's): `{\"active\": false}` and nothing more. Read from "
+        "the database, so a revocation shows at once."
+    ),
+    openapi_extra=_token_form_body({"token": "eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9…"}),
+    response_model=IntrospectionResponse,
+    response_model_exclude_none=True,
+    responses={
+        400: {"model": OAuthErrorBody},
+        401: {"model": OAuthErrorBody},
+        **problem_responses(429),
+    },
+)
+async def introspect(request: Request, session: SessionDep) -> Any:
+    try:
+        token, verified = await _tenants_token(request, session)
+    except OAuthError as exc:
+        return _error(exc)
+    settings = request.app.state.settings
+    answer = (
+        {"active": False}
+        if verified is None
+        else await oauth.introspect(session, settings, verified, token)
+    )
+    return JSONResponse(
+        IntrospectionResponse(**answer).model_dump(exclude_none=True), headers=NO_STORE
+    )
 
 
 JWKS_EXAMPLE = {
@@ -271,9 +427,13 @@ def _metadata(issuer: str) -> dict[str, Any]:
     return {
         "issuer": issuer,
         "token_endpoint": f"{issuer}/oauth/token",
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
         "jwks_uri": f"{issuer}/.well-known/jwks.json",
         "grant_types_supported": [CLIENT_CREDENTIALS, TOKEN_EXCHANGE],
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "scopes_supported": [str(s) for s in ALL_SCOPES.scopes()],
         "response_types_supported": ["token"],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
@@ -284,9 +444,9 @@ def _metadata(issuer: str) -> dict[str, Any]:
     "/.well-known/oauth-authorization-server",
     operation_id="get_authorization_server_metadata",
     summary="OAuth 2.0 authorization server metadata (RFC 8414)",
-    description="Our issuer, where the token endpoint and the JWKS are, the grant types and "
-    "client authentication methods the token endpoint accepts, and every scope a token may "
-    "carry. No token needed.",
+    description="Our issuer, where the token, revocation and introspection endpoints and the "
+    "JWKS are, the grant types and client authentication methods they accept, and every scope "
+    "a token may carry. No token needed.",
     responses=_json_example(_metadata("https://api.homework.example")),
 )
 async def metadata(request: Request) -> dict[str, Any]:

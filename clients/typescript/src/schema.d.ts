@@ -33,7 +33,7 @@ export interface paths {
         };
         /**
          * OAuth 2.0 authorization server metadata (RFC 8414)
-         * @description Our issuer, where the token endpoint and the JWKS are, the grant types and client authentication methods the token endpoint accepts, and every scope a token may carry. No token needed.
+         * @description Our issuer, where the token, revocation and introspection endpoints and the JWKS are, the grant types and client authentication methods they accept, and every scope a token may carry. No token needed.
          */
         get: operations["get_authorization_server_metadata"];
         put?: never;
@@ -58,6 +58,46 @@ export interface paths {
         get: operations["get_health"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/oauth/introspect": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Is this access token active? (RFC 7662)
+         * @description Client-authenticated like the token endpoint. For a token of your tenant that is valid and not revoked: `active: true` with its claims. Anything else (expired, revoked, its person erased or deleted, its OAuth client revoked, forged, another tenant's, an identity provider's): `{"active": false}` and nothing more. Read from the database, so a revocation shows at once.
+         */
+        post: operations["introspect_token"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/oauth/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke an access token (RFC 7009)
+         * @description Client-authenticated like the token endpoint. Any token of your tenant may be revoked (your system tokens, the clinician and client tokens you exchanged for): from the next request on it is `401 invalid_token` in this API process, within 2 seconds in every other. 200 with an empty body whatever the token was (unknown, expired, another tenant's, already revoked), as RFC 7009 says: the answer tells nothing about it.
+         */
+        post: operations["revoke_token"];
         delete?: never;
         options?: never;
         head?: never;
@@ -3271,6 +3311,56 @@ export interface components {
              */
             updated_at: string;
         };
+        /**
+         * IntrospectionResponse
+         * @description RFC 7662 section 2.2; an inactive token has `active: false` and nothing else.
+         * @example {
+         *       "active": true,
+         *       "aud": "homework-api",
+         *       "client_id": "oac_01jc8a0c2e4g6j8m0p2r4t6w8y",
+         *       "exp": 1796223600,
+         *       "iat": 1796222700,
+         *       "iss": "https://api.homework.example",
+         *       "jti": "tok_01jd3x8q0m2v7k3c9r5t6y8w1b",
+         *       "nbf": 1796222700,
+         *       "scope": "client/assignments.rus client/completions.crus",
+         *       "sub": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+         *       "subject_kind": "client",
+         *       "tenant_id": "ten_01jc8a0c2e4g6j8m0p2r4t6w8x",
+         *       "token_type": "Bearer"
+         *     }
+         * @example {
+         *       "active": false
+         *     }
+         */
+        IntrospectionResponse: {
+            /** Active */
+            active: boolean;
+            /** Aud */
+            aud?: string | null;
+            /** Client Id */
+            client_id?: string | null;
+            /** Exp */
+            exp?: number | null;
+            /** Iat */
+            iat?: number | null;
+            /** Iss */
+            iss?: string | null;
+            /** Jti */
+            jti?: string | null;
+            /** Nbf */
+            nbf?: number | null;
+            /** Scope */
+            scope?: string | null;
+            /** Sub */
+            sub?: string | null;
+            /** Subject Kind */
+            subject_kind?: string | null;
+            /** Tenant Id */
+            tenant_id?: string | null;
+            /** Token Type */
+            token_type?: string | null;
+        };
         /** LatestMeasure */
         LatestMeasure: {
             /**
@@ -4648,10 +4738,20 @@ export interface operations {
                      *         "client_credentials",
                      *         "urn:ietf:params:oauth:grant-type:token-exchange"
                      *       ],
+                     *       "introspection_endpoint": "https://api.homework.example/oauth/introspect",
+                     *       "introspection_endpoint_auth_methods_supported": [
+                     *         "client_secret_basic",
+                     *         "client_secret_post"
+                     *       ],
                      *       "issuer": "https://api.homework.example",
                      *       "jwks_uri": "https://api.homework.example/.well-known/jwks.json",
                      *       "response_types_supported": [
                      *         "token"
+                     *       ],
+                     *       "revocation_endpoint": "https://api.homework.example/oauth/revoke",
+                     *       "revocation_endpoint_auth_methods_supported": [
+                     *         "client_secret_basic",
+                     *         "client_secret_post"
                      *       ],
                      *       "scopes_supported": [
                      *         "client/adherence.r",
@@ -4725,6 +4825,200 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Health"];
+                };
+            };
+        };
+    };
+    introspect_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "token": "eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9…"
+                 *     }
+                 */
+                "application/x-www-form-urlencoded": {
+                    client_id?: string;
+                    client_secret?: string;
+                    token: string;
+                    /** @example access_token */
+                    token_type_hint?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IntrospectionResponse"];
+                };
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OAuthErrorBody"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OAuthErrorBody"];
+                };
+            };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    revoke_token: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "token": "eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCJ9…"
+                 *     }
+                 */
+                "application/x-www-form-urlencoded": {
+                    client_id?: string;
+                    client_secret?: string;
+                    token: string;
+                    /** @example access_token */
+                    token_type_hint?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Revoked, or nothing to revoke. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Bad Request */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OAuthErrorBody"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OAuthErrorBody"];
+                };
+            };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
         };
