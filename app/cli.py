@@ -7,7 +7,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -15,6 +15,7 @@ import click
 import uvicorn
 import uvloop
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core import migrations
@@ -23,8 +24,10 @@ from app.core.db import Database
 from app.core.errors import Problem
 from app.core.logging import configure_logging
 from app.core.scopes import ScopeError, ScopeSet
-from app.models import Tenant
+from app.core.security import Principal
+from app.models import OAuthClient, Tenant
 from app.schemas.identity_providers import IdentityProviderIn
+from app.schemas.oauth_clients import OAuthClientOut, RotationIn
 from app.services import identity_providers
 from app.services import tenants as tenant_service
 
@@ -150,7 +153,7 @@ def openapi(check: bool, output: Path) -> None:
 
 @main.group()
 def tenants() -> None:
-    """Create tenants and their OAuth clients."""
+    """Tenants and their OAuth clients: create, list, rotate, revoke."""
 
 
 def _run_in_session(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -224,6 +227,94 @@ def tenants_trust_idp(tenant_id: str, **options: str) -> None:
 
     _run_in_session(save)
     click.echo(f"tenant {tenant_id} now trusts {body.issuer}")
+
+
+def _tenant_of(session: AsyncSession, client_id: str) -> Awaitable[str | None]:
+    return session.scalar(select(OAuthClient.tenant_id).where(OAuthClient.id == client_id))
+
+
+def _on_client(
+    client_id: str, act: Callable[[AsyncSession, Principal, OAuthClient], Awaitable[T]]
+) -> T:
+    """Run `act` on one OAuth client as the operator of its tenant (audited as such)."""
+
+    async def run(session: AsyncSession) -> T:
+        tenant_id = await _tenant_of(session, client_id)
+        if tenant_id is None:
+            raise click.BadParameter(f"no OAuth client {client_id}", param_hint="CLIENT_ID")
+        operator = tenant_service.operator(tenant_id)
+        return await act(
+            session, operator, await tenant_service.find_oauth_client(session, operator, client_id)
+        )
+
+    return _run_in_session(run)
+
+
+def _echo_client(client: OAuthClient, **extra: str) -> None:
+    click.echo(json.dumps({**OAuthClientOut.of(client).model_dump(mode="json"), **extra}, indent=2))
+
+
+@tenants.command("clients")
+@click.argument("tenant_id")
+def tenants_clients(tenant_id: str) -> None:
+    """List TENANT_ID's OAuth clients, revoked ones too (never a secret)."""
+
+    async def listed(session: AsyncSession) -> list[OAuthClient]:
+        operator = tenant_service.operator(tenant_id)
+        return await tenant_service.list_oauth_clients(session, operator)
+
+    for client in _run_in_session(listed):
+        _echo_client(client)
+
+
+@tenants.command("show-client")
+@click.argument("client_id")
+def tenants_show_client(client_id: str) -> None:
+    """Describe OAuth client CLIENT_ID."""
+
+    async def show(session: AsyncSession, operator: Principal, client: OAuthClient) -> OAuthClient:
+        return await tenant_service.get_oauth_client(session, operator, client.id)
+
+    _echo_client(_on_client(client_id, show))
+
+
+@tenants.command("rotate-secret")
+@click.argument("client_id")
+@click.option(
+    "--old-secret-expires-in",
+    default=RotationIn.model_fields["old_secret_expires_in"].default,
+    show_default=True,
+    type=click.IntRange(0, 7 * 86400),
+    help="Seconds the replaced secret keeps working; 0 ends it at once (a leak).",
+)
+def tenants_rotate_secret(client_id: str, old_secret_expires_in: int) -> None:
+    """Give CLIENT_ID a new secret, printed once; the old one works for the overlap."""
+
+    async def rotate(
+        session: AsyncSession, operator: Principal, client: OAuthClient
+    ) -> tuple[OAuthClient, str]:
+        overlap = timedelta(seconds=old_secret_expires_in)
+        return client, await tenant_service.rotate_secret(session, operator, client, overlap)
+
+    try:
+        client, secret = _on_client(client_id, rotate)
+    except Problem as exc:  # a revoked client
+        raise click.UsageError(exc.detail or exc.title) from exc
+    _echo_client(client, client_secret=secret)
+
+
+@tenants.command("revoke-client")
+@click.argument("client_id")
+def tenants_revoke_client(client_id: str) -> None:
+    """Revoke CLIENT_ID for good: its secrets and every token it obtained stop working."""
+
+    async def revoke(
+        session: AsyncSession, operator: Principal, client: OAuthClient
+    ) -> OAuthClient:
+        await tenant_service.revoke_client(session, operator, client)
+        return client
+
+    _echo_client(_on_client(client_id, revoke))
 
 
 @main.command()

@@ -34,8 +34,9 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import select
 
 from app.core import outbound
-from app.core.scopes import ROLE_SCOPES, Context, ScopeSet
+from app.core.scopes import ALL_SCOPES, ROLE_SCOPES, Context, ScopeSet
 from app.models import Event, Reminder, Template, TemplateVersion
+from app.services import tenants
 from app.services.webhooks import fan_out
 from tests.homework_helpers import assign, complete, freeze, occurrence_of
 from tests.world import World
@@ -150,6 +151,18 @@ async def tenant_a_trusts_an_identity_provider(world: World, http: httpx.AsyncCl
         "/v1/identity-provider", json=identity_provider(world), headers=world.headers("system_a")
     )
     assert response.status_code == 200, response.text
+
+
+def oauth_client_a(world: World) -> dict[str, str]:
+    return {"oauth_client_id": world.a.client_id}
+
+
+async def tenant_a_has_a_second_oauth_client(
+    world: World, http: httpx.AsyncClient
+) -> dict[str, str]:
+    async with world.app.state.database.sessionmaker() as session, session.begin():
+        issued = await tenants.create_oauth_client(session, world.a.id, "matrix", ALL_SCOPES)
+    return {"oauth_client_id": issued.client_id}
 
 
 def template_a(world: World) -> dict[str, str]:
@@ -436,6 +449,27 @@ MATRIX: dict[tuple[str, str], Case | Exempt] = {
         expect=row(204, 403,   403,   403,   403,   404,  401, 401, 403),
     ),
 
+
+    # The tenant's OAuth clients: the vendor's backend only, its own tenant's. The target of
+    # the reads is tenant A's first client; a rotation and a revocation act on a second one
+    # (setup), so that the callers after them keep a working client.
+    ("GET", "/v1/identity/clients"): Case(
+        scope="identity.s",
+        #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope
+        expect=row(200, 403,   403,   403,   403,   200,  401, 401, 403),
+    ),
+    ("GET", "/v1/identity/clients/{oauth_client_id}"): Case(
+        scope="identity.r", params=oauth_client_a,
+        expect=row(200, 403,   403,   403,   403,   404,  401, 401, 403),
+    ),
+    ("POST", "/v1/identity/clients/{oauth_client_id}/rotate"): Case(
+        scope="identity.u", setup=tenant_a_has_a_second_oauth_client, body=no_fields,
+        expect=row(200, 403,   403,   403,   403,   404,  401, 401, 403),
+    ),
+    ("POST", "/v1/identity/clients/{oauth_client_id}/revoke"): Case(
+        scope="identity.d", setup=tenant_a_has_a_second_oauth_client,
+        expect=row(200, 403,   403,   403,   403,   404,  401, 401, 403),
+    ),
 
     # Templates: built-ins are everyone's; a custom template is its tenant's, and any clinician
     # of the tenant may create, version and retire one. A client reads by id but cannot list

@@ -760,6 +760,86 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/identity/clients": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Your OAuth clients
+         * @description For your backend (`system`). Every client of your tenant, revoked ones too, oldest first; never a secret.
+         */
+        get: operations["list_oauth_clients"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/identity/clients/{oauth_client_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * One of your OAuth clients
+         * @description For your backend (`system`). 404 for another tenant's.
+         */
+        get: operations["get_oauth_client"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/identity/clients/{oauth_client_id}/revoke": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Revoke an OAuth client
+         * @description For your backend (`system`). For good: none of its secrets is accepted any more, and every token it obtained (system tokens, and the clinician and client tokens it exchanged for) is `401 invalid_token` from the next request on, within 2 seconds in every API process. Revoking a revoked client changes nothing. A token of the client itself may revoke it, and is refused from then on.
+         */
+        post: operations["revoke_oauth_client"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/identity/clients/{oauth_client_id}/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Rotate an OAuth client's secret
+         * @description For your backend (`system`). Returns the new secret, this once (we keep only its hash). The old one keeps working for `old_secret_expires_in` seconds (default 24 h) so that every instance of your backend can switch; a second rotation ends the first one's overlap at once. Tokens already issued keep working until they expire: to end them too, revoke the client. 409 for a revoked client.
+         */
+        post: operations["rotate_oauth_client_secret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/me/homework": {
         parameters: {
             query?: never;
@@ -3424,6 +3504,50 @@ export interface components {
             phq9: components["schemas"]["MeasurePoint"][];
         };
         /**
+         * OAuthClientOut
+         * @description One of the tenant's OAuth clients (a backend's credentials), never its secrets.
+         * @example {
+         *       "created_at": "2026-11-22T09:00:00Z",
+         *       "id": "oac_01jc8a0c2e4g6j8m0p2r4t6w8y",
+         *       "name": "Acme Telehealth backend",
+         *       "previous_secret_expires_at": "2026-12-03T09:00:00Z",
+         *       "revoked_at": null,
+         *       "scope": "system/clients.cruds system/assignments.cruds",
+         *       "secret_rotated_at": "2026-12-02T09:00:00Z"
+         *     }
+         */
+        OAuthClientOut: {
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /**
+             * Previous Secret Expires At
+             * @description Until when the secret replaced by the last rotation still works; null when no old secret works any more.
+             */
+            previous_secret_expires_at: string | null;
+            /**
+             * Revoked At
+             * @description Set once revoked: no secret of it and no token it obtained works.
+             */
+            revoked_at: string | null;
+            /**
+             * Scope
+             * @description The scopes it may hold, space-separated.
+             */
+            scope: string;
+            /**
+             * Secret Rotated At
+             * @description When its secret was last rotated.
+             */
+            secret_rotated_at: string | null;
+        };
+        /**
          * OAuthErrorBody
          * @example {
          *       "error": "invalid_scope",
@@ -3935,6 +4059,67 @@ export interface components {
              * @default 24
              */
             overlap_hours?: number;
+        };
+        /**
+         * RotatedClientOut
+         * @description The client after a rotation, with its new secret: shown this once, kept only hashed.
+         * @example {
+         *       "client_secret": "hws_example-only-not-real",
+         *       "created_at": "2026-11-22T09:00:00Z",
+         *       "id": "oac_01jc8a0c2e4g6j8m0p2r4t6w8y",
+         *       "name": "Acme Telehealth backend",
+         *       "previous_secret_expires_at": "2026-12-03T09:00:00Z",
+         *       "revoked_at": null,
+         *       "scope": "system/clients.cruds system/assignments.cruds",
+         *       "secret_rotated_at": "2026-12-02T09:00:00Z"
+         *     }
+         */
+        RotatedClientOut: {
+            /** Client Secret */
+            client_secret: string;
+            /**
+             * Created At
+             * Format: date-time
+             */
+            created_at: string;
+            /** Id */
+            id: string;
+            /** Name */
+            name: string;
+            /**
+             * Previous Secret Expires At
+             * @description Until when the secret replaced by the last rotation still works; null when no old secret works any more.
+             */
+            previous_secret_expires_at: string | null;
+            /**
+             * Revoked At
+             * @description Set once revoked: no secret of it and no token it obtained works.
+             */
+            revoked_at: string | null;
+            /**
+             * Scope
+             * @description The scopes it may hold, space-separated.
+             */
+            scope: string;
+            /**
+             * Secret Rotated At
+             * @description When its secret was last rotated.
+             */
+            secret_rotated_at: string | null;
+        };
+        /**
+         * RotationIn
+         * @example {
+         *       "old_secret_expires_in": 3600
+         *     }
+         */
+        RotationIn: {
+            /**
+             * Old Secret Expires In
+             * @description Seconds the replaced secret keeps working, so that every instance of your backend can switch (default 24 h, at most 7 days). 0 ends it at once: for a leak.
+             * @default 86400
+             */
+            old_secret_expires_in?: number;
         };
         /** ScheduleOut */
         ScheduleOut: {
@@ -9428,6 +9613,388 @@ export interface operations {
                 headers: {
                     /** @description Sent when the conflict is a request with the same Idempotency-Key still in flight: seconds until its lease, renewed while that request runs, would run out. */
                     "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    list_oauth_clients: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OAuthClientOut"][];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    get_oauth_client: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                oauth_client_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OAuthClientOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    revoke_oauth_client: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Any unique string (a UUID): a retry with the same key and body gets the first response instead of a second effect. Kept 24 hours. */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                oauth_client_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OAuthClientOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    /** @description Sent when the conflict is a request with the same Idempotency-Key still in flight: seconds until its lease, renewed while that request runs, would run out. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    rotate_oauth_client_secret: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Any unique string (a UUID): a retry with the same key and body gets the first response instead of a second effect. Kept 24 hours. */
+                "Idempotency-Key"?: string | null;
+            };
+            path: {
+                oauth_client_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RotationIn"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RotatedClientOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    /** @description Sent when the conflict is a request with the same Idempotency-Key still in flight: seconds until its lease, renewed while that request runs, would run out. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ProblemDetail"];
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
                     [name: string]: unknown;
                 };
                 content: {
