@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -315,6 +316,54 @@ def tenants_revoke_client(client_id: str) -> None:
         return client
 
     _echo_client(_on_client(client_id, revoke))
+
+
+@main.group()
+def keys() -> None:
+    """Generate keys; re-seal stored secrets under the first data key."""
+
+
+@keys.command("generate")
+def keys_generate() -> None:
+    """Print a new signing key (ES256) and a new data key, as the settings take them.
+
+    Each line is NAME='JSON', for a .env file or a secret store; to rotate, put the new entry
+    first in the list you already have. Nothing is stored or logged.
+    """
+    from app.core import data_keys
+    from app.core.keys import generate_pem
+
+    signing = [{"kid": f"sk-{secrets.token_hex(4)}", "alg": "ES256", "pem": generate_pem()}]
+    click.echo(f"HOMEWORK_SIGNING_KEYS='{json.dumps(signing)}'")
+    click.echo(f"HOMEWORK_DATA_KEYS='{json.dumps([data_keys.generate_entry()])}'")
+
+
+@keys.command("rotate-data")
+@click.option("--batch-size", default=500, show_default=True, type=click.IntRange(1, 10_000))
+def keys_rotate_data(batch_size: int) -> None:
+    """Re-seal every stored secret under the first of HOMEWORK_DATA_KEYS, and seal any still
+    stored in plaintext; prints counts per column as JSON. Idempotent; exits 1 if a value
+    opened with none of the keys (keep the old keys until it exits 0)."""
+    from app.core.data_keys import DataKeys
+    from app.services import sealed_data
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+
+    async def run() -> dict[str, dict[str, int]]:
+        database = Database(settings)
+        try:
+            counts = await sealed_data.rotate(
+                database, DataKeys.from_settings(settings), batch_size
+            )
+        finally:
+            await database.dispose()
+        return {column: dict(sorted(c.items())) for column, c in counts.items()}
+
+    counts = asyncio.run(run())
+    click.echo(json.dumps(counts, indent=2))
+    if any(c.get("unsealable") for c in counts.values()):
+        sys.exit(1)
 
 
 @main.command()

@@ -47,10 +47,13 @@ from sqlalchemy.engine import make_url
 
 from app.core import migrations
 from app.core.config import Environment, Settings
+from app.core.data_keys import DataKeys
 from app.core.db import Database
+from app.core.ids import new_id
 from app.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.services import tenants
 from app.services.events import EventType, record_event
+from app.services.webhooks import sealed_secrets
 from app.services.webhooks.signing import new_signing_secret
 from app.worker.jobs import JOBS as ALL_JOBS
 from app.worker.jobs import Job
@@ -154,15 +157,19 @@ def _settings(url: str, port: int = 0) -> Settings:
 
 
 async def _setup(database: Database, port: int) -> str:
+    # Sealed as the API stores it, so the worker pays for opening it as in production.
+    endpoint_id, keys = new_id("whe"), DataKeys.from_settings(database.settings)
+    secret = sealed_secrets.seal(keys, endpoint_id, "secret", new_signing_secret())
     async with database.sessionmaker() as session, session.begin():
         issued = await tenants.create_tenant(session, "bench")
         session.add(
             WebhookEndpoint(
+                id=endpoint_id,
                 tenant_id=issued.tenant_id,
                 url=f"http://127.0.0.1:{port}/hooks",
                 event_types=[],
                 enabled=True,
-                secret=new_signing_secret(),
+                secret=secret,
             )
         )
     return issued.tenant_id

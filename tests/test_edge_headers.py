@@ -19,6 +19,7 @@ import pytest
 from fastapi import FastAPI
 from pydantic import ValidationError
 
+from app.core import data_keys
 from app.core.config import Environment, Settings
 from app.core.keys import generate_pem
 from app.main import create_app
@@ -112,7 +113,9 @@ async def test_the_docs_page_allows_its_own_inline_script_and_nothing_else(
 async def test_production_answers_demand_https(edge: Callable[..., httpx.AsyncClient]) -> None:
     production = {
         "env": Environment.production,
+        "database_url": "postgresql+asyncpg://u@db.invalid/h",
         "signing_keys": json.dumps([{"alg": "ES256", "pem": generate_pem()}]),
+        "data_keys": json.dumps([data_keys.generate_entry()]),
         "issuer": "https://homework.vendor.example",
     }
     async with edge(**production) as http:

@@ -12,6 +12,8 @@ import limits
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core import data_keys
+
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./homework.db"
 # The origins `make run` serves the demo from, under both names a browser may use for it (the
 # README and HOMEWORK_ISSUER say 127.0.0.1, browsers often say localhost): a page opened under
@@ -29,7 +31,12 @@ class Environment(StrEnum):
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="HOMEWORK_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="HOMEWORK_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # A refused setting's error names the setting and why, never its value: some are keys.
+        hide_input_in_errors=True,
     )
 
     env: Environment = Environment.development
@@ -72,11 +79,18 @@ class Settings(BaseSettings):
     # Tokens we issue (RFC 9068 JWT access tokens).
     issuer: str = "http://127.0.0.1:8000"
     audience: str = "homework-api"
-    # A JSON list of {"kid", "alg" (ES256 or RS256), "pem"} private keys; the first signs, all
-    # are published in the JWKS so that tokens signed by a retiring key stay valid.
+    # A JSON list of {"kid", "alg" (ES256, ES384 or RS256), "pem"} private keys; the first
+    # signs, all are published in the JWKS so that tokens signed by a retiring key stay valid.
     signing_keys: SecretStr | None = None
     # Development only: where the key generated on first start is kept.
     dev_signing_key_path: Path = Path(".homework/signing-keys.json")
+    # Secrets at rest (webhook signing secrets, stored answers to Idempotency-Keys) are sealed
+    # with AES-256-GCM under these keys (app/core/data_keys.py): a JSON list of {"kid" (1-16 of
+    # A-Z a-z 0-9 - _), "key" (base64 of 32 random bytes)}; the first seals, all unseal.
+    # `homework keys generate` prints one. Outside production, unset: a key is generated once
+    # and kept at dev_data_key_path.
+    data_keys: SecretStr | None = None
+    dev_data_key_path: Path = Path(".homework/data-keys.json")
     system_token_ttl_seconds: int = Field(default=3600, ge=60, le=86400)
     user_token_ttl_seconds: int = Field(default=900, ge=60, le=86400)
     token_leeway_seconds: int = Field(default=30, ge=0, le=300)
@@ -177,6 +191,13 @@ class Settings(BaseSettings):
                 )
         return value
 
+    @field_validator("data_keys")
+    @classmethod
+    def _usable_data_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            data_keys.parse(value.get_secret_value())
+        return value
+
     @property
     def allowed_outbound_hosts(self) -> frozenset[str]:
         return frozenset(
@@ -188,10 +209,14 @@ class Settings(BaseSettings):
         if self.env is not Environment.production:
             return self
         problems = []
-        if self.database_url == DEFAULT_DATABASE_URL:
-            problems.append("HOMEWORK_DATABASE_URL must name a real database in production")
+        if self.is_sqlite:
+            # Any SQLite file, not only the default one: production is PostgreSQL (one
+            # database for every API and worker process, its backups, its locks).
+            problems.append("HOMEWORK_DATABASE_URL must name a PostgreSQL database in production")
         if self.signing_keys is None:
             problems.append("HOMEWORK_SIGNING_KEYS must be set in production")
+        if self.data_keys is None:
+            problems.append("HOMEWORK_DATA_KEYS must be set in production (homework keys generate)")
         if self.issuer.startswith("http://"):
             problems.append("HOMEWORK_ISSUER must be an https URL in production")
         if self.outbound_allow_http:

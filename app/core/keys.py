@@ -16,13 +16,17 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose import jwk
 from jose.backends.base import Key
 
 from app.core.config import Environment, Settings
 
-SUPPORTED_ALGORITHMS = ("ES256", "RS256")
+# Each algorithm with the key it takes: an EC key on its own curve only (RFC 7518 section 3.4),
+# an RSA key of at least MIN_RSA_BITS (NIST SP 800-131A: 1024 bits has been broken in reach).
+CURVES = {"ES256": "secp256r1", "ES384": "secp384r1"}
+SUPPORTED_ALGORITHMS = (*CURVES, "RS256")
+MIN_RSA_BITS = 2048
 log = logging.getLogger("homework.keys")
 
 
@@ -41,10 +45,31 @@ class SigningKey:
             )
         private = jwk.construct(pem, algorithm)
         public = private.public_key()
-        return cls(kid or thumbprint(public.to_dict()), algorithm, private, public)
+        kid = kid or thumbprint(public.to_dict())
+        _check_strength(kid, algorithm, pem)
+        return cls(kid, algorithm, private, public)
 
     def public_jwk(self) -> dict[str, Any]:
         return {**self.public.to_dict(), "kid": self.kid, "use": "sig", "alg": self.algorithm}
+
+
+def _check_strength(kid: str, algorithm: str, pem: str) -> None:
+    """Refuse, at start-up and naming the key, a key too weak for the algorithm it signs with."""
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    if algorithm in CURVES:
+        curve = key.curve.name if isinstance(key, ec.EllipticCurvePrivateKey) else None
+        if curve != CURVES[algorithm]:
+            raise ValueError(
+                f"signing key {kid!r}: {algorithm} takes an EC key on {CURVES[algorithm]} "
+                f"(P-{algorithm[2:]}), not {curve or type(key).__name__}"
+            )
+    elif not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"signing key {kid!r}: {algorithm} takes an RSA key")
+    elif key.key_size < MIN_RSA_BITS:
+        raise ValueError(
+            f"signing key {kid!r}: RSA keys need at least {MIN_RSA_BITS} bits, "
+            f"this one has {key.key_size}"
+        )
 
 
 def thumbprint(public_jwk: dict[str, Any]) -> str:

@@ -27,7 +27,8 @@ class WebhookEndpoint(Base):
     # Why it was disabled: "manual", "gone" (the receiver answered 410), "failing" (5 days).
     disabled_reason: Mapped[str | None] = mapped_column(String(20))
     disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # The signing secrets: during a rotation both sign, until the previous one expires.
+    # The signing secrets: during a rotation both sign, until the previous one expires. Stored
+    # sealed, bound to this row and column (app/services/webhooks/sealed_secrets.py).
     secret: Mapped[str] = mapped_column(String(100), nullable=False)
     previous_secret: Mapped[str | None] = mapped_column(String(100))
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -34,8 +34,9 @@ def endpoint_out(endpoint: WebhookEndpoint) -> EndpointOut:
     return EndpointOut.model_validate(endpoint, from_attributes=True)
 
 
-def with_secret(endpoint: WebhookEndpoint) -> EndpointWithSecret:
-    return EndpointWithSecret.model_validate(endpoint, from_attributes=True)
+def with_secret(endpoint: WebhookEndpoint, secret: str) -> EndpointWithSecret:
+    # The secret in the clear comes from the service: the row holds only its sealed form.
+    return EndpointWithSecret(**endpoint_out(endpoint).model_dump(), secret=secret)
 
 
 @router.post(
@@ -56,9 +57,9 @@ async def create_webhook_endpoint(
     response: Response,
     principal: Annotated[Principal, require("webhooks", "c")],
 ) -> EndpointWithSecret:
-    endpoint = await webhooks.create(session, principal, request.app.state.settings, body)
+    endpoint, secret = await webhooks.create(session, principal, request.app.state.settings, body)
     set_etag(response, endpoint.id, endpoint.version)
-    return with_secret(endpoint)
+    return with_secret(endpoint, secret)
 
 
 @router.get(
@@ -156,15 +157,16 @@ async def delete_webhook_endpoint(
 async def rotate_webhook_secret(
     endpoint_id: EndpointId,
     body: RotateSecret,
+    request: Request,
     session: SessionDep,
     principal: Annotated[Principal, require("webhooks", "u")],
     now: NowDep,
 ) -> EndpointWithSecret:
     endpoint = await webhooks.get(session, principal, endpoint_id)
-    endpoint = await webhooks.rotate_secret(
-        session, endpoint, timedelta(hours=body.overlap_hours), now
+    endpoint, secret = await webhooks.rotate_secret(
+        session, request.app.state.settings, endpoint, timedelta(hours=body.overlap_hours), now
     )
-    return with_secret(endpoint)
+    return with_secret(endpoint, secret)
 
 
 @router.post(

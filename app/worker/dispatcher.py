@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from app.core import wakeups
+from app.core.data_keys import DataKeys
 from app.core.db import Database
 from app.core.outbound import GuardedPoster, OutboundPolicy
 from app.services.webhooks import dispatch, sender
@@ -84,6 +85,7 @@ class Dispatcher:
         self.now = now
         self.owner = owner
         self.timeout = settings.webhook_timeout_seconds
+        self.data_keys = DataKeys.from_settings(settings)  # to unseal the signing secrets
         self.http = http or GuardedPoster(
             OutboundPolicy(
                 allow_http=settings.outbound_allow_http,
@@ -174,7 +176,9 @@ class Dispatcher:
             async with self.database.sessionmaker() as session, session.begin():
                 # The lease from the clock read now, at the claim, not before the discovery.
                 lease = timedelta(seconds=self.lease_seconds)
-                claimed = await dispatch.claim(session, self.now(), wanted, self.owner, lease)
+                claimed = await dispatch.claim(
+                    session, self.now(), wanted, self.owner, lease, keys=self.data_keys
+                )
             per_lane = Counter(c.endpoint_id for c in claimed)
             for endpoint_id, asked in wanted.items():
                 if per_lane[endpoint_id] < asked:

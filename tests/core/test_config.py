@@ -3,6 +3,7 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from app.core import data_keys
 from app.core.config import DEFAULT_DATABASE_URL, Environment, Settings
 from app.core.keys import KeyRing, generate_pem
 
@@ -54,6 +55,7 @@ def test_production_accepts_a_real_configuration() -> None:
         env=Environment.production,
         database_url="postgresql+asyncpg://u@db/h",
         signing_keys=keys,
+        data_keys=json.dumps([data_keys.generate_entry()]),
         issuer="https://homework.vendor.example",
     )
     assert settings.env is Environment.production

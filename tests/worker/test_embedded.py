@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
+from app.core import data_keys
 from app.core.config import Environment, Settings
 from app.core.keys import generate_pem
 from app.main import create_app
@@ -50,6 +51,7 @@ def _production(**values: Any) -> Settings:
     return _settings(
         env=Environment.production,
         signing_keys=keys,
+        data_keys=json.dumps([data_keys.generate_entry()]),
         issuer="https://homework.vendor.example",
         **values,
     )
@@ -81,9 +83,9 @@ def test_by_default_it_runs_only_on_sqlite_in_development(
     assert _settings(env=env, **url).runs_embedded_worker is runs
 
 
-@pytest.mark.parametrize("database_url", [SQLITE, POSTGRES], ids=URL_IDS.get)
-def test_by_default_it_does_not_run_in_production(database_url: str) -> None:
-    assert _production(database_url=database_url).runs_embedded_worker is False
+def test_by_default_it_does_not_run_in_production() -> None:
+    # (SQLite is refused in production: tests/core/test_production_guards.py.)
+    assert _production(database_url=POSTGRES).runs_embedded_worker is False
 
 
 @pytest.mark.parametrize("database_url", [None, SQLITE, POSTGRES], ids=URL_IDS.get)
@@ -99,7 +101,7 @@ def test_when_set_it_follows_the_setting(
 
 def test_when_set_in_production_it_follows_the_setting() -> None:
     assert _production(database_url=POSTGRES, embedded_worker=True).runs_embedded_worker is True
-    assert _production(database_url=SQLITE, embedded_worker=False).runs_embedded_worker is False
+    assert _production(database_url=POSTGRES, embedded_worker=False).runs_embedded_worker is False
 
 
 def test_it_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

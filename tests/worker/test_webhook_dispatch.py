@@ -20,6 +20,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 
+from app.core.data_keys import DataKeys
 from app.core.db import Database
 from app.models import Event, WebhookAttempt
 from app.services.events import EventType, record_event
@@ -77,7 +78,12 @@ async def test_a_worker_that_dies_mid_delivery_leaves_it_to_the_next_after_its_l
     # The claim commits; then the process dies, before or after its POST, never recording.
     async with database.sessionmaker() as session, session.begin():
         claimed = await dispatch.claim(
-            session, t0, {endpoint_id: 50}, "host:4242:dies", timedelta(seconds=60)
+            session,
+            t0,
+            {endpoint_id: 50},
+            "host:4242:dies",
+            timedelta(seconds=60),
+            keys=DataKeys.from_settings(database.settings),
         )
     assert len(claimed) == 1
     if dies == "after_sending":

@@ -20,6 +20,7 @@ same `webhook-id` (the event's id), which is what at-least-once means.
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
@@ -39,7 +40,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.data_keys import DataKeys, Unsealable
 from app.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from app.services.webhooks import sealed_secrets
 from app.services.webhooks.payloads import body as payload_body
 
 # After the first attempt fails: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (8 attempts in all).
@@ -61,6 +64,7 @@ LAST_SUCCESS_PRECISION = timedelta(seconds=1)
 # for the next claim, a few milliseconds later, in the rotation's order.
 MAX_ENDPOINTS_PER_CLAIM = 50
 INTERRUPTED = "interrupted: the worker stopped during the attempt"
+log = logging.getLogger("homework.webhooks")
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,8 @@ async def claim(
     wanted: Mapping[str, int],
     owner: str,
     lease: timedelta,
+    *,
+    keys: DataKeys,
 ) -> list[Claimed]:
     """Lease up to `wanted[endpoint]` due deliveries of each endpoint, oldest first.
 
@@ -200,6 +206,7 @@ async def claim(
             select(WebhookEndpoint).where(WebhookEndpoint.id.in_({r[1] for r in leased}))
         )
     }
+    secrets = {e.id: _unsealed_secrets(keys, e, now) for e in endpoints.values()}
     claimed, cancelled = [], []
     for delivery_id, endpoint_id, tenant_id, event_id, attempts, _ in sorted(
         leased, key=lambda row: (row[5], row[0])
@@ -208,6 +215,9 @@ async def claim(
         if not endpoint.enabled and event.endpoint_id is None:
             cancelled.append(delivery_id)
             continue
+        signing = secrets[endpoint_id]
+        if signing is None:
+            continue
         claimed.append(
             Claimed(
                 delivery_id=delivery_id,
@@ -215,7 +225,7 @@ async def claim(
                 tenant_id=tenant_id,
                 event_id=event_id,
                 url=endpoint.url,
-                secrets=tuple(signing_secrets(endpoint, now)),
+                secrets=signing,
                 body=payload_body(event),
                 attempt=attempts + 1,
             )
@@ -230,15 +240,30 @@ async def claim(
     return claimed
 
 
-def signing_secrets(endpoint: WebhookEndpoint, now: datetime) -> list[str]:
-    in_use = [endpoint.secret]
+def signing_secrets(keys: DataKeys, endpoint: WebhookEndpoint, now: datetime) -> list[str]:
+    in_use = [sealed_secrets.unseal(keys, endpoint.id, "secret", endpoint.secret)]
     if (
         endpoint.previous_secret
         and endpoint.previous_secret_expires_at
         and endpoint.previous_secret_expires_at > now
     ):
-        in_use.append(endpoint.previous_secret)
+        in_use.append(
+            sealed_secrets.unseal(keys, endpoint.id, "previous_secret", endpoint.previous_secret)
+        )
     return in_use
+
+
+def _unsealed_secrets(
+    keys: DataKeys, endpoint: WebhookEndpoint, now: datetime
+) -> tuple[str, ...] | None:
+    try:
+        return tuple(signing_secrets(keys, endpoint, now))
+    except Unsealable as error:
+        # A key this process lacks (a ring not yet deployed to it) or an altered row: this
+        # endpoint's deliveries wait out their lease for a worker that can sign them, and
+        # every other endpoint's go on. The message names the place and kid, never a secret.
+        log.error("webhook secret not unsealed", extra={"error": str(error)})
+        return None
 
 
 async def extend_leases(

@@ -11,13 +11,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from app.core.config import Settings
+from app.core.data_keys import DataKeys
 from app.core.errors import Conflict, NotFound, ValidationFailed, field_error
+from app.core.ids import new_id
 from app.core.outbound import OutboundPolicy, UnsafeUrl, resolve_safe
 from app.core.pagination import page_of, paginate
 from app.core.security import Principal
 from app.models import Event, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from app.schemas.webhooks import TEST_EVENT, EndpointCreate, EndpointUpdate
 from app.services.events import EventType
+from app.services.webhooks import sealed_secrets
 from app.services.webhooks.fan_out import wants
 from app.services.webhooks.signing import new_signing_secret
 
@@ -46,21 +49,25 @@ def _check_types(event_types: Sequence[str]) -> None:
 
 async def create(
     session: AsyncSession, principal: Principal, settings: Settings, body: EndpointCreate
-) -> WebhookEndpoint:
+) -> tuple[WebhookEndpoint, str]:
+    """The new endpoint and its secret, in the clear this once: only its sealed form is kept."""
     _check_types(body.event_types)
     await _check_url(settings, body.url)
+    # Its id chosen now, not at the flush: the sealed secret is bound to it.
+    endpoint_id, secret = new_id("whe"), new_signing_secret()
     endpoint = WebhookEndpoint(
+        id=endpoint_id,
         tenant_id=principal.tenant_id,
         url=body.url,
         description=body.description,
         event_types=sorted(set(body.event_types)),
         enabled=body.enabled,
         disabled_reason=None if body.enabled else "manual",
-        secret=new_signing_secret(),
+        secret=sealed_secrets.seal(DataKeys.from_settings(settings), endpoint_id, "secret", secret),
     )
     session.add(endpoint)
     await session.flush()
-    return endpoint
+    return endpoint, secret
 
 
 async def get(session: AsyncSession, principal: Principal, endpoint_id: str) -> WebhookEndpoint:
@@ -108,14 +115,25 @@ async def update(
 
 
 async def rotate_secret(
-    session: AsyncSession, endpoint: WebhookEndpoint, overlap: timedelta, now: datetime
-) -> WebhookEndpoint:
-    """A new secret signs from now on; the old one signs beside it until the overlap ends."""
-    endpoint.previous_secret = endpoint.secret if overlap else None
+    session: AsyncSession,
+    settings: Settings,
+    endpoint: WebhookEndpoint,
+    overlap: timedelta,
+    now: datetime,
+) -> tuple[WebhookEndpoint, str]:
+    """A new secret signs from now on; the old one signs beside it until the overlap ends.
+    Returns the new secret in the clear, this once."""
+    keys = DataKeys.from_settings(settings)
+    # The old secret is sealed anew for its new column: a ciphertext is bound to its column.
+    old = sealed_secrets.unseal(keys, endpoint.id, "secret", endpoint.secret)
+    endpoint.previous_secret = (
+        sealed_secrets.seal(keys, endpoint.id, "previous_secret", old) if overlap else None
+    )
     endpoint.previous_secret_expires_at = now + overlap if overlap else None
-    endpoint.secret = new_signing_secret()
+    secret = new_signing_secret()
+    endpoint.secret = sealed_secrets.seal(keys, endpoint.id, "secret", secret)
     await session.flush()
-    return endpoint
+    return endpoint, secret
 
 
 def send_test(session: AsyncSession, endpoint: WebhookEndpoint) -> Event:
