@@ -324,10 +324,14 @@ async def test_who_may_read_a_session_summary(client: httpx.AsyncClient, world: 
             headers=world.headers("system_a"),
         )
     ).json()["data"]
-    assert sorted((e["actor_kind"], e["resource_type"]) for e in trail) == [
-        ("client", "session_summary"),
-        ("clinician", "session_summary"),
-        ("system", "session_summary"),
+    # Clinician A2 and client A2 were refused a summary of the tenant's: denied, not hidden from
+    # the trail; tenant B's probe left nothing (tests/test_audit_outcomes.py).
+    assert sorted((e["actor_kind"], e["resource_type"], e["outcome"]) for e in trail) == [
+        ("client", "session_summary", "allowed"),
+        ("client", "session_summary", "denied"),
+        ("clinician", "session_summary", "allowed"),
+        ("clinician", "session_summary", "denied"),
+        ("system", "session_summary", "allowed"),
     ]
 
 

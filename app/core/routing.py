@@ -2,7 +2,8 @@
 
 `TransactionRoute` gives each request one session and transaction: opened before the
 dependencies run, committed once the endpoint has returned and its response is built, before it
-is sent (a client that reads right after our 201 finds the row), rolled back on any error. It
+is sent (a client that reads right after our 201 finds the row), rolled back on any error (then
+the writes a failure keeps, such as a denial's audit row, app.core.after_rollback, run). It
 lives in the route, not in a generator dependency, because FastAPI's exit stack around a
 generator dependency cost about a tenth of a cached read.
 
@@ -20,6 +21,7 @@ from fastapi.routing import APIRoute
 from starlette.responses import Response
 
 from app.core import idempotency
+from app.core.after_rollback import run_kept_writes
 from app.core.db import REQUEST_SESSION_KEY, open_request_session
 from app.core.json_body import read_json_body
 
@@ -44,6 +46,7 @@ class TransactionRoute(APIRoute):
                     await session.commit()
                 except BaseException:
                     await session.rollback()
+                    await run_kept_writes(session)
                     await self.after_failure(request)
                     raise
             return response

@@ -4,11 +4,13 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.models.audit import Outcome
 from app.schemas.common import EXAMPLE_CLIENT_ID, EXAMPLE_CLINICIAN_ID, EXAMPLE_COMPLETION_ID
 
 
 class AuditEventOut(BaseModel):
-    """One read or change of a client's data: references only, never the data."""
+    """One read or change of a client's data, or a refusal of one: references only, never the
+    data."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -22,6 +24,7 @@ class AuditEventOut(BaseModel):
                     "token_id": "tok_01jd5d7e9g1j3m5p7r9t1v3x5z",
                     "client_id": EXAMPLE_CLIENT_ID,
                     "action": "read",
+                    "outcome": "allowed",
                     "resource_type": "completion",
                     "resource_id": EXAMPLE_COMPLETION_ID,
                     "request_id": "3f2b9c7e5a1d4e8f9b0c6a2d4e6f8a1b",
@@ -44,6 +47,11 @@ class AuditEventOut(BaseModel):
     client_id: str | None = Field(description="The client whose data it was.")
     action: str = Field(
         description="`read`, `list`, `create`, `update`, `delete`, `erase` or `import`."
+    )
+    outcome: Outcome = Field(
+        description="`allowed`, or `denied`: a caller of your tenant asked for an object of your "
+        "tenant that they may not see (they were answered 404, as for no object at all) or may "
+        "not change (403). Another tenant's callers never leave a row here."
     )
     resource_type: str = Field(description="Such as `client`, `assignment` or `completion`.")
     resource_id: str | None

@@ -15,7 +15,19 @@ from app.core.driver import param
 from app.core.scopes import Context
 from app.core.security import Principal
 from app.models import Assignment, CareTeamMember, Client, Clinician, Completion, Occurrence
-from app.models.tables import ASSIGNMENTS
+from app.models.tables import ASSIGNMENTS, CLIENTS, COMPLETIONS, OCCURRENCES, REMINDERS
+
+# Whose data each kind of object is, by its audit `resource_type`: a refusal's audit row looks the
+# object up by id and tenant alone to tell "the tenant's, but not yours" from "no such object".
+CLIENT_OF: dict[str, Any] = {
+    "client": CLIENTS.c.id,
+    "adherence": CLIENTS.c.id,
+    "session_summary": CLIENTS.c.id,
+    "assignment": ASSIGNMENTS.c.client_id,
+    "occurrence": OCCURRENCES.c.client_id,
+    "completion": COMPLETIONS.c.client_id,
+    "reminder": REMINDERS.c.client_id,
+}
 
 
 def client_visibility(principal: Principal, client_id_column: Any) -> ColumnElement[bool]:

@@ -118,6 +118,9 @@ async def visible_client_id(session: AsyncSession, principal: Principal, client_
         visible_clients(principal).with_only_columns(Client.id).where(Client.id == client_id)
     )
     if found is None:
+        await audit.record_refusal_if_hidden(
+            session, principal, Action.read, "adherence", client_id
+        )
         raise NotFound("No such client.")
 
 

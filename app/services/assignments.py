@@ -79,6 +79,7 @@ def _clinical_side_only(principal: Principal, what: str) -> None:
 async def _client(session: AsyncSession, principal: Principal, client_id: str) -> Client:
     client = await session.scalar(visible_clients(principal).where(Client.id == client_id))
     if client is None:
+        await audit.record_refusal_if_hidden(session, principal, Action.create, "client", client_id)
         raise NotFound("No such client.")
     return client
 
@@ -256,6 +257,9 @@ async def get(
         visible_assignments(principal).where(Assignment.id == assignment_id)
     )
     if assignment is None:
+        await audit.record_refusal_if_hidden(
+            session, principal, action, "assignment", assignment_id
+        )
         raise NotFound("No such assignment.")
     await audit.record(
         session, principal, action, "assignment", [(assignment.client_id, assignment.id)]
@@ -272,6 +276,9 @@ async def read(session: AsyncSession, principal: Principal, assignment_id: str) 
         assignment_id=assignment_id,
     )
     if found is None:
+        await audit.record_refusal_if_hidden(
+            session, principal, Action.read, "assignment", assignment_id
+        )
         raise NotFound("No such assignment.")
     (assignment,) = found
     await audit.record(

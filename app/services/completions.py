@@ -216,6 +216,9 @@ async def create(
         subject_id=principal.subject_id,
     )
     if found is None:
+        await audit.record_refusal_if_hidden(
+            session, principal, Action.create, "occurrence", body.occurrence_id
+        )
         raise NotFound("No such occurrence.")
     occurrence, assignment, version, client = found
     if occurrence.status == OccurrenceStatus.cancelled:
@@ -306,6 +309,9 @@ async def get(
         visible_completions(principal).where(Completion.id == completion_id)
     )
     if completion is None:
+        await audit.record_refusal_if_hidden(
+            session, principal, action, "completion", completion_id
+        )
         raise NotFound("No such completion.")
     await audit.record(
         session, principal, action, "completion", [(completion.client_id, completion.id)]
@@ -354,6 +360,10 @@ async def update(
         principal.kind.value != completion.recorded_by_kind
         or principal.subject_id != completion.recorded_by_id
     ):
+        # Seen but not theirs to change (a clinician editing the client's own words): refused.
+        audit.record_refusal(
+            session, principal, Action.update, "completion", completion.client_id, completion.id
+        )
         raise Forbidden("Only whoever recorded a completion may edit it.")
     if now > editable_until(completion):
         raise Conflict("The edit window for this completion has closed.")

@@ -150,6 +150,7 @@ async def get_client(
 ) -> Client:
     client = await session.scalar(visible_clients(principal).where(Client.id == client_id))
     if client is None:
+        await audit.record_refusal_if_hidden(session, principal, action, "client", client_id)
         raise NotFound("No such client.")
     await audit.record(session, principal, action, "client", [(client.id, client.id)])
     return client

@@ -334,6 +334,9 @@ async def summary(
         )
     ).first()
     if client is None:
+        await audit.record_refusal_if_hidden(
+            session, principal, Action.read, "session_summary", client_id
+        )
         raise NotFound("No such client.")
     result = Summary(client_id=client_id, since=since, until=now, next_session_at=client[1])
     result.assigned = await _assigned(session, principal, client_id, since)

@@ -3,7 +3,7 @@ erased clients, deleted clinicians, revoked OAuth clients), and an OAuth client'
 secret kept valid for an overlap after a rotation
 
 Revision ID: 20261202_0013
-Revises: 20261202_0011
+Revises: 20261202_0012
 Create Date: 2026-12-02
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import app.models.base
 
 revision: str = "20261202_0013"
-down_revision: str | None = "20261202_0011"
+down_revision: str | None = "20261202_0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -233,6 +233,9 @@ def visible_reminders(principal: Principal) -> Select[Reminder]:
 async def get(session: AsyncSession, principal: Principal, reminder_id: str) -> Reminder:
     reminder = await session.scalar(visible_reminders(principal).where(Reminder.id == reminder_id))
     if reminder is None:
+        await audit.record_refusal_if_hidden(
+            session, principal, Action.update, "reminder", reminder_id
+        )
         raise NotFound("No such reminder.")
     return reminder
 

@@ -325,7 +325,7 @@ export interface paths {
         };
         /**
          * Who read or changed which client's data
-         * @description For your backend (`system`) only. Every read, listing and change of a client's data in the tenant: who, with which OAuth client and token, from where, on which resource; never the data itself. Filter by client, actor or time; newest first.
+         * @description For your backend (`system`) only. Every read, listing and change of a client's data in the tenant, and every refusal of one to a caller of the tenant (`outcome: denied`): who, with which OAuth client and token, from where, on which resource; never the data itself. Filter by client, actor, outcome or time; newest first.
          */
         get: operations["list_audit_events"];
         put?: never;
@@ -2107,7 +2107,8 @@ export interface components {
         };
         /**
          * AuditEventOut
-         * @description One read or change of a client's data: references only, never the data.
+         * @description One read or change of a client's data, or a refusal of one: references only, never the
+         *     data.
          * @example {
          *       "action": "read",
          *       "actor_id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
@@ -2117,6 +2118,7 @@ export interface components {
          *       "id": "aud_01jd5d8f0h2k4m6p8r0t2w4y6a",
          *       "ip": "203.0.113.24",
          *       "occurred_at": "2026-11-24T14:03:27Z",
+         *       "outcome": "allowed",
          *       "request_id": "3f2b9c7e5a1d4e8f9b0c6a2d4e6f8a1b",
          *       "resource_id": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z",
          *       "resource_type": "completion",
@@ -2158,6 +2160,8 @@ export interface components {
              * Format: date-time
              */
             occurred_at: string;
+            /** @description `allowed`, or `denied`: a caller of your tenant asked for an object of your tenant that they may not see (they were answered 404, as for no object at all) or may not change (403). Another tenant's callers never leave a row here. */
+            outcome: components["schemas"]["Outcome"];
             /**
              * Request Id
              * @description The request's `X-Request-Id`: yours, if you sent one, else ours.
@@ -3624,6 +3628,13 @@ export interface components {
              */
             type: "once";
         };
+        /**
+         * Outcome
+         * @description `allowed`: the caller was given what they asked for. `denied`: a caller of the tenant was
+         *     refused an object of the tenant (answered 404, as for no object at all, or 403).
+         * @enum {string}
+         */
+        Outcome: "allowed" | "denied";
         /** Page[AssignmentOut] */
         Page_AssignmentOut_: {
             /** Data */
@@ -6555,6 +6566,8 @@ export interface operations {
             query?: {
                 client_id?: string | null;
                 actor_id?: string | null;
+                /** @description Only allowed (or only denied) accesses. */
+                outcome?: components["schemas"]["Outcome"] | null;
                 /** @description From this instant (inclusive). */
                 since?: string | null;
                 /** @description Before this instant. */
