@@ -449,7 +449,6 @@ MATRIX: dict[tuple[str, str], Case | Exempt] = {
         expect=row(204, 403,   403,   403,   403,   404,  401, 401, 403),
     ),
 
-
     # The tenant's OAuth clients: the vendor's backend only, its own tenant's. The target of
     # the reads is tenant A's first client; a rotation and a revocation act on a second one
     # (setup), so that the callers after them keep a working client.

@@ -67,6 +67,8 @@ SMALL_TABLES = frozenset(
         "templates",
         "template_versions",
         "webhook_endpoints",
+        # Revocations are rare, and each one deletes those whose tokens have all expired.
+        "token_revocations",
     }
 )
 

@@ -198,8 +198,8 @@ async def erase_client(session: AsyncSession, principal: Principal, client: Clie
     """Delete the client and, through the foreign keys' cascades, everything that is theirs.
     The audit trail keeps the fact of the erasure, by id only."""
     await session.execute(delete(Client).where(Client.id == client.id))
-    record_event(session, client.tenant_id, EventType.client_erased, client_id=client.id)
     await _revoke_tokens_of(session, client.tenant_id, Context.client, client.id)
+    record_event(session, client.tenant_id, EventType.client_erased, client_id=client.id)
     await audit.record(session, principal, Action.erase, "client", [(client.id, client.id)])
 
 
