@@ -61,10 +61,12 @@ async def idp_world(idp_app: FastAPI) -> World:
     return await build_world(idp_app)
 
 
-async def trust(http: httpx.AsyncClient, world: World, host: JwksHost) -> httpx.Response:
+async def trust(
+    http: httpx.AsyncClient, world: World, host: JwksHost, **extra: object
+) -> httpx.Response:
     return await http.put(
         "/v1/identity-provider",
-        json={"issuer": ISSUER, "jwks_url": host.url, "audience": "homework-api"},
+        json={"issuer": ISSUER, "jwks_url": host.url, "audience": "homework-api", **extra},
         headers=world.headers("system_a"),
     )
 
@@ -336,6 +338,25 @@ async def test_the_lifetime_limit_is_a_setting(make_settings, jwks_host: JwksHos
         fifteen_minutes = idp_token(key, "RS256", exp=now + 900)
         assert "exceeds 600 s" in await refusal(http, world, fifteen_minutes)
     await application.state.database.dispose()
+
+
+async def test_the_lifetime_limit_is_set_per_tenant_too(
+    idp: httpx.AsyncClient, idp_world: World, jwks_host: JwksHost, rsa_key: RSAKey
+) -> None:
+    now = int(time.time())
+    two_hours = idp_token(rsa_key, "RS256", iat=now - 60, exp=now - 60 + 7200)
+    assert await accepted(idp, idp_world, two_hours)  # the service's 24 h
+    stricter = await trust(idp, idp_world, jwks_host, max_token_lifetime_seconds=3600)
+    assert stricter.status_code == 200 and stricter.json()["max_token_lifetime_seconds"] == 3600
+    assert await refusal(idp, idp_world, two_hours) == (
+        "the token's lifetime (exp - iat) exceeds 3600 s"
+    )
+    an_hour = idp_token(rsa_key, "RS256", iat=now - 60, exp=now - 60 + 3600)
+    assert await accepted(idp, idp_world, an_hour)
+    for bad in (59, 30 * 86400 + 1, "a day"):
+        refused = await trust(idp, idp_world, jwks_host, max_token_lifetime_seconds=bad)
+        assert refused.status_code == 422
+        assert refused.json()["errors"][0]["pointer"] == "/max_token_lifetime_seconds"
 
 
 async def test_issue_and_start_times_may_be_ahead_only_by_the_clock_skew(

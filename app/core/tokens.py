@@ -58,6 +58,8 @@ class TrustedIssuer:
     kind_claim: str
     external_id_claim: str
     find_key: Callable[[str], Awaitable[tuple[Key, str] | None]]
+    # None: the service's HOMEWORK_IDP_MAX_TOKEN_LIFETIME_SECONDS.
+    max_token_lifetime_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +198,7 @@ class TokenService:
             raise InvalidToken("the token was signed by an unknown key")
         key, algorithm = found
         claims = self._decode(token, key, algorithm, trusted.audience, trusted.issuer)
-        self._check_lifetime(claims)
+        self._check_lifetime(claims, trusted.max_token_lifetime_seconds)
         kind = _subject_kind(claims.get(trusted.kind_claim))
         subject = claims.get(trusted.external_id_claim)
         # Numbers too: an IdP's own user ids often are, in a claim of the tenant's choosing.
@@ -213,7 +215,7 @@ class TokenService:
             expires_at=int(claims["exp"]),
         )
 
-    def _check_lifetime(self, claims: dict[str, Any]) -> None:
+    def _check_lifetime(self, claims: dict[str, Any], tenants_longest: int | None) -> None:
         """An IdP's token may not claim to be issued ahead of our clock (beyond the leeway) nor
         live longer than we allow: a stolen long-lived token would otherwise outlast any
         revocation on the IdP's side."""
@@ -222,7 +224,7 @@ class TokenService:
             raise InvalidToken(
                 f"the token's iat is in the future (beyond {leeway} s of clock skew)"
             )
-        longest = self.settings.idp_max_token_lifetime_seconds
+        longest = tenants_longest or self.settings.idp_max_token_lifetime_seconds
         if claims["exp"] - claims["iat"] > longest:
             raise InvalidToken(f"the token's lifetime (exp - iat) exceeds {longest} s")
 

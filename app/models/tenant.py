@@ -57,4 +57,6 @@ class IdentityProvider(Base):
     audience: Mapped[str] = mapped_column(String(500), nullable=False)
     kind_claim: Mapped[str] = mapped_column(String(100), nullable=False)
     external_id_claim: Mapped[str] = mapped_column(String(100), nullable=False)
+    # The longest `exp - iat` this tenant's tokens may claim; null: HOMEWORK_IDP_MAX_TOKEN_...
+    max_token_lifetime_seconds: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime] = created_at_column()

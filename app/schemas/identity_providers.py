@@ -7,6 +7,8 @@ from pydantic.config import JsonDict
 
 from app.schemas.common import RequestModel
 
+MAX_TOKEN_LIFETIME_LIMIT = 30 * 86400
+
 IDENTITY_PROVIDER_EXAMPLE: JsonDict = {
     "issuer": "https://id.vendor.example/",
     "jwks_url": "https://id.vendor.example/.well-known/jwks.json",
@@ -40,6 +42,13 @@ class IdentityProviderIn(RequestModel):
         max_length=100,
         description="The claim that carries the vendor's id of the person (`external_id`).",
     )
+    max_token_lifetime_seconds: int | None = Field(
+        default=None,
+        ge=60,
+        le=MAX_TOKEN_LIFETIME_LIMIT,
+        description="The longest `exp - iat` a token of this IdP may claim, in seconds (60 s to "
+        "30 days). Null: the service's default, 24 hours unless its operator set another.",
+    )
 
 
 class IdentityProviderOut(BaseModel):
@@ -54,4 +63,5 @@ class IdentityProviderOut(BaseModel):
     audience: str
     kind_claim: str
     external_id_claim: str
+    max_token_lifetime_seconds: int | None
     updated_at: datetime

@@ -112,6 +112,7 @@ class IssuerDirectory:
             audience=provider.audience,
             kind_claim=provider.kind_claim,
             external_id_claim=provider.external_id_claim,
+            max_token_lifetime_seconds=provider.max_token_lifetime_seconds,
             find_key=functools.partial(
                 self.jwks.find, provider.jwks_url, distrust_before=distrust_before(provider)
             ),

@@ -3366,6 +3366,11 @@ export interface components {
              * @default homework_kind
              */
             kind_claim?: string;
+            /**
+             * Max Token Lifetime Seconds
+             * @description The longest `exp - iat` a token of this IdP may claim, in seconds (60 s to 30 days). Null: the service's default, 24 hours unless its operator set another.
+             */
+            max_token_lifetime_seconds?: number | null;
         };
         /**
          * IdentityProviderOut
@@ -3389,6 +3394,8 @@ export interface components {
             jwks_url: string;
             /** Kind Claim */
             kind_claim: string;
+            /** Max Token Lifetime Seconds */
+            max_token_lifetime_seconds: number | null;
             /**
              * Updated At
              * Format: date-time
