@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
@@ -16,6 +16,7 @@ from app.schemas.oauth_clients import OAuthClientOut, RotatedClientOut, Rotation
 from app.services import tenants
 
 router = APIRouter(prefix="/v1/identity/clients", tags=["identity"], route_class=AppRoute)
+OAuthClientId = Annotated[str, Path(max_length=40)]
 
 
 @router.get(
@@ -40,7 +41,7 @@ async def list_clients(
     responses=problem_responses(401, 403, 404),
 )
 async def get_client(
-    oauth_client_id: str,
+    oauth_client_id: OAuthClientId,
     session: SessionDep,
     principal: Annotated[Principal, require("identity", "r")],
 ) -> OAuthClientOut:
@@ -59,7 +60,7 @@ async def get_client(
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 async def rotate_secret(
-    oauth_client_id: str,
+    oauth_client_id: OAuthClientId,
     body: RotationIn,
     session: SessionDep,
     principal: Annotated[Principal, require("identity", "u")],
@@ -82,7 +83,7 @@ async def rotate_secret(
     responses=problem_responses(401, 403, 404),
 )
 async def revoke_client(
-    oauth_client_id: str,
+    oauth_client_id: OAuthClientId,
     session: SessionDep,
     principal: Annotated[Principal, require("identity", "d")],
 ) -> OAuthClientOut:

@@ -54,7 +54,13 @@ class IdentityProviderIn(RequestModel):
 class IdentityProviderOut(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
-            "examples": [{**IDENTITY_PROVIDER_EXAMPLE, "updated_at": "2026-11-03T09:12:44Z"}]
+            "examples": [
+                {
+                    **IDENTITY_PROVIDER_EXAMPLE,
+                    "max_token_lifetime_seconds": None,
+                    "updated_at": "2026-11-03T09:12:44Z",
+                }
+            ]
         }
     )
 

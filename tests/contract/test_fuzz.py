@@ -94,10 +94,16 @@ def _negative_roles(operation: Any) -> tuple[str, ...]:
     return roles or ("system_a",)
 
 
+# The endpoints that authenticate the OAuth client rather than a bearer.
+CLIENT_AUTHENTICATED = frozenset(
+    {"POST /oauth/token", "POST /oauth/revoke", "POST /oauth/introspect"}
+)
+
+
 def _credentials(world: World, operation: Any, role: str) -> dict[str, str]:
-    if operation.label == "POST /oauth/token":
-        # The token endpoint authenticates the OAuth client, not a bearer: with tenant A's
-        # real client credentials, a refusal is about the form (400), not about who asks.
+    if operation.label in CLIENT_AUTHENTICATED:
+        # With tenant A's real client credentials, a refusal is about the form (400), not
+        # about who asks.
         pair = f"{world.a.client_id}:{world.a.client_secret}".encode()
         return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
     return world.headers(role)

@@ -3380,6 +3380,7 @@ export interface components {
          *       "issuer": "https://id.vendor.example/",
          *       "jwks_url": "https://id.vendor.example/.well-known/jwks.json",
          *       "kind_claim": "homework_kind",
+         *       "max_token_lifetime_seconds": null,
          *       "updated_at": "2026-11-03T09:12:44Z"
          *     }
          */
