@@ -17,6 +17,7 @@ import json
 import time
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from starlette.requests import Request
@@ -37,15 +38,10 @@ NEVER_REFUSED = {
 }
 
 
-class _App:
-    def __init__(self, limiter: RateLimiter) -> None:
-        self.state = type("State", (), {"rate_limiter": limiter})()
-
-
 async def per_request_ms(settings: Settings, requests: int) -> float:
     """Mean wall time of one request's counting (nothing else runs on the loop meanwhile, so
     this is its CPU time, plus Redis's round trips when it is shared)."""
-    app = _App(RateLimiter(settings))
+    app = SimpleNamespace(state=SimpleNamespace(rate_limiter=RateLimiter(settings)))
     subjects = [f"client:clt_{n:05d}" for n in range(CLIENTS)]
     scope: dict[str, Any] = {"type": "http", "app": app, "state": {}}
     request = Request(scope)
@@ -71,11 +67,12 @@ def _redis_is_up() -> bool:
         return False
 
 
-def _ours_ms_per_request() -> float | None:
+def ours_ms_per_request(scenario: str) -> float | None:
+    """The service's CPU time per request of `scenario` in the latest load run, if any."""
     if not LATEST.exists():
         return None
     latest = json.loads(LATEST.read_text())
-    return float(latest["scenarios"]["a"]["ours"]["server_cpu_ms_per_request"])
+    return float(latest["scenarios"][scenario]["ours"]["server_cpu_ms_per_request"])
 
 
 async def main() -> None:
@@ -85,7 +82,7 @@ async def main() -> None:
         prefix = f"bench-{uuid.uuid4().hex}"
         shared = _settings(rate_limit_storage_url=REDIS_URL, rate_limit_key_prefix=prefix)
         figures["redis_ms"] = await per_request_ms(shared, REQUESTS // 10)
-    ours = _ours_ms_per_request()
+    ours = ours_ms_per_request("a")
     figures["ours_server_cpu_ms_per_request"] = ours
     line = f"rate limiter, scenario (a): {figures['memory_ms'] * 1000:.1f} µs a request in memory"
     if ours:
