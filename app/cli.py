@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import migrations
+from app.core import metrics, migrations
 from app.core.config import get_settings
 from app.core.db import Database
 from app.core.errors import Problem
@@ -56,6 +56,11 @@ def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool) -> N
         asyncio.run(migrations.upgrade(settings))
     if demo:
         _ensure_demo(f"http://{host}:{port}")
+    if settings.metrics_enabled:
+        if workers > 1:
+            metrics.share_between_processes()
+        if settings.metrics_port is not None:
+            metrics.serve_on_port(host, settings.metrics_port)
     uvicorn.run(
         "app.main:create_served_app",
         factory=True,
@@ -368,18 +373,32 @@ def keys_rotate_data(batch_size: int) -> None:
 
 @main.command()
 @click.option("--once", is_flag=True, help="Run one round, print its counts as JSON, and exit.")
-def worker(once: bool) -> None:
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Ask the worker running here (HOMEWORK_WORKER_PORT) whether its loops make progress; "
+    "exit 1 if not.",
+)
+def worker(once: bool, check: bool) -> None:
     """Run the background jobs (occurrences, reminders, webhooks), each on its own.
 
     Several workers may run at once: they share the work batch by batch. SIGTERM or SIGINT
-    stops the worker within its grace (docs/WORKER.md). With --once, runs everything due now
-    once and exits 1 if a job failed.
+    stops the worker within its grace (docs/WORKER.md). With HOMEWORK_WORKER_PORT set, it
+    serves /healthz and /metrics there. With --once, runs everything due now once and exits 1
+    if a job failed.
     """
     import signal
 
-    from app.worker import loop
+    from app.worker import loop, probe
+    from app.worker.liveness import Liveness
 
     settings = get_settings()
+    if check:
+        if settings.worker_port is None:
+            raise click.UsageError("--check needs HOMEWORK_WORKER_PORT (the worker's probe port).")
+        healthy, said = probe.check(settings.worker_port)
+        click.echo(said)
+        sys.exit(0 if healthy else 1)
     configure_logging(settings.log_level)
     if once:
         result = asyncio.run(loop.run_once_with(settings))
@@ -393,7 +412,13 @@ def worker(once: bool) -> None:
         running = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             running.add_signal_handler(signum, stop.set)
-        await loop.run_forever(settings, stop)
+        liveness = Liveness(settings.worker_stall_seconds)
+        if settings.worker_port is None:
+            await loop.run_forever(settings, stop, liveness=liveness)
+            return
+        port, with_metrics = settings.worker_port, settings.metrics_enabled
+        async with probe.serving(liveness, settings.worker_host, port, with_metrics=with_metrics):
+            await loop.run_forever(settings, stop, liveness=liveness)
 
     # uvloop, as uvicorn uses for `serve`: its sockets cost the dispatcher a fraction of
     # asyncio's per POST and per statement.

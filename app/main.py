@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from app import webhook_catalog
-from app.core import cors, openapi_document
+from app.core import cors, metrics, openapi_document
 from app.core.body_timeout import BodyTimeoutMiddleware
 from app.core.clock import Clock
 from app.core.config import Environment, Settings, get_settings
@@ -25,6 +25,7 @@ from app.core.revocations import RevocationList
 from app.core.security_headers import SecurityHeadersMiddleware
 from app.core.tokens import TokenService
 from app.routers import docs, health, oauth, v1
+from app.routers import metrics as metrics_route
 from app.services.identity_providers import IssuerDirectory, outbound_policy
 from app.worker.embedded import embedded_worker
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         await outbound_http.aclose()
         await database.dispose()
+        metrics.forget_this_process()
 
     app = FastAPI(
         title="Homework API",
@@ -74,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     openapi_document.install(app)
     app.include_router(health.router)
+    metrics_route.install(app)
     app.include_router(oauth.router)
     docs.install(app)
     for router in v1.ROUTERS:
@@ -88,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyTimeoutMiddleware, timeout_seconds=settings.body_timeout_seconds)
     app.add_middleware(RateLimitHeadersMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(RequestContextMiddleware, count_requests=settings.metrics_enabled)
     app.add_middleware(CORSMiddleware, **cors.middleware_options(settings))
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.env == Environment.production)
     return app

@@ -25,6 +25,7 @@ from app.core.config import RATE_LIMIT_NAMES, Environment, Settings
 from app.core.db import Database
 from app.main import create_app
 from app.models import Base
+from tests.webhook_receiver import Receiver, serve_receiver
 
 DEFAULT_TEST_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 _skipped_postgres: list[str] = []
@@ -140,6 +141,13 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 def client_for(app: FastAPI) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on loopback (tests.webhook_receiver), for as long as the test runs."""
+    with serve_receiver() as running:
+        yield running
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -24,7 +24,7 @@ from app.core.data_keys import DataKeys, Unsealable
 from app.services.webhooks import sealed_secrets
 from app.worker.loop import run_once
 from tests.conftest import client_for
-from tests.webhook_receiver import Receiver, add_event, app_for, now_utc, serve_receiver
+from tests.webhook_receiver import Receiver, add_event, app_for, now_utc
 from tests.world import World
 
 OLD, NEW = data_keys.generate_entry(), data_keys.generate_entry()
@@ -41,12 +41,6 @@ def _settings(make_settings: Any, receiver: Receiver, *entries: dict[str, str]) 
         data_keys=_ring(*entries),
     )
     return settings
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as running:
-        yield running
 
 
 @pytest.fixture

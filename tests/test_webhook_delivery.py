@@ -5,7 +5,7 @@ verified there with the `standardwebhooks` package. Time is moved, never slept.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -31,15 +31,8 @@ from tests.webhook_receiver import (
     deliveries_of,
     now_utc,
     receiver_settings,
-    serve_receiver,
 )
 from tests.world import World
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as running:
-        yield running
 
 
 @pytest.fixture

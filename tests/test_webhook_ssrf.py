@@ -6,7 +6,7 @@ by a table, so that no test depends on real DNS.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -24,7 +24,6 @@ from tests.webhook_receiver import (
     deliveries_of,
     now_utc,
     receiver_settings,
-    serve_receiver,
 )
 from tests.world import World, build_world
 
@@ -131,12 +130,6 @@ async def test_http_is_accepted_only_where_the_operator_allows_it(
             # Allowing http allows no private address.
             refused = await _create(http, allowed_world, "http://127.0.0.1:8080/hook")
             assert "private address" in _names_url(refused)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as running:
-        yield running
 
 
 async def test_a_name_that_resolves_to_loopback_by_the_time_of_sending_gets_nothing(

@@ -6,7 +6,7 @@ verified there with the `standardwebhooks` package.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -32,17 +32,10 @@ from tests.webhook_receiver import (
     event_row,
     now_utc,
     receiver_settings,
-    serve_receiver,
 )
 from tests.world import World
 
 AN_ID = re.compile(r"^[a-z]{3}_[0-9a-z]{26}$")
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as running:
-        yield running
 
 
 @pytest.fixture

@@ -121,6 +121,21 @@ class Settings(BaseSettings):
     worker_interval_seconds: float = Field(default=1.0, gt=0, le=3600)
     worker_batch_size: int = Field(default=200, ge=1, le=10_000)
     worker_shutdown_grace_seconds: float = Field(default=5.0, ge=0, le=60)
+    # The worker's own small HTTP port (`homework worker`): GET /healthz (200 while every job
+    # loop makes progress, 503 naming the stalled ones) and GET /metrics. Unset: no port. A
+    # loop counts as stalled once it is this far past the time it said it would be back.
+    worker_port: int | None = Field(default=None, ge=1, le=65535)
+    worker_host: str = "0.0.0.0"  # noqa: S104 (a container's probe comes from outside it)
+    worker_stall_seconds: float = Field(default=120.0, gt=0, le=3600)
+
+    # Prometheus metrics (docs/OBSERVABILITY.md): on the API's port at /metrics, or on a port
+    # of their own (then the API's port has none). Tenant ids as labels only when asked for,
+    # and only on the families whose names say `tenant`. How often the worker reads its
+    # backlogs (due reminders, events to fan out, due deliveries, failing endpoints).
+    metrics_enabled: bool = True
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_tenant_labels: bool = False
+    metrics_backlog_seconds: float = Field(default=15.0, gt=0, le=3600)
     # Run the worker inside `homework serve` (one process for the API and the jobs). Unset: on
     # for the embedded SQLite database in development (`make run`), off otherwise.
     embedded_worker: bool | None = None

@@ -20,8 +20,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import AsyncAdaptedQueuePool
 
-from app.core import wakeups  # noqa: F401  (its session listeners wake the worker)
+from app.core import (
+    metrics,
+    wakeups,  # noqa: F401  (its session listeners wake the worker)
+)
 from app.core.config import Settings
 
 
@@ -34,6 +38,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return engine
     engine = create_async_engine(
         url,
+        poolclass=CountedPool,
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout_seconds,
@@ -41,7 +46,31 @@ def create_engine(settings: Settings) -> AsyncEngine:
         **options,
     )
     _ping_idle_connections(engine, settings.db_ping_idle_after_seconds)
+    _count_connections_in_use(engine)
     return engine
+
+
+class CountedPool(AsyncAdaptedQueuePool):
+    """The pool asyncpg engines use by default, counting who waits for a connection: the
+    one figure that says the pool, not the database, is the bottleneck. `_do_get` is the
+    method a Pool subclass implements to hand out a connection (it blocks while none is free)."""
+
+    def _do_get(self) -> Any:
+        metrics.DB_POOL_WAITING.inc()
+        try:
+            return super()._do_get()
+        finally:
+            metrics.DB_POOL_WAITING.dec()
+
+
+def _count_connections_in_use(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "checkout")
+    def on_checkout(_dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+        metrics.DB_POOL_IN_USE.inc()
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def on_checkin(_dbapi_connection: Any, _record: Any) -> None:
+        metrics.DB_POOL_IN_USE.dec()
 
 
 def _ping_idle_connections(engine: AsyncEngine, idle_after: float) -> None:

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core import metrics
 from app.core.errors import InternalError, PayloadTooLarge, problem_response
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -30,8 +31,9 @@ class RequestContextMiddleware:
     response, writes one access-log line, and turns any unhandled exception into a 500
     problem that leaks nothing."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, count_requests: bool = True) -> None:
         self.app = app
+        self.count_requests = count_requests
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -64,13 +66,17 @@ class RequestContextMiddleware:
                 raise
             await problem_response(Request(scope), InternalError())(scope, receive, send_with_id)
         finally:
+            elapsed = time.perf_counter() - started
+            route = _route_fields(scope)
+            if self.count_requests:
+                metrics.observe_request(route["path"], route["method"], status, elapsed)
             access_log.info(
                 "request",
                 extra={
                     "request_id": request_id,
-                    **_route_fields(scope),
+                    **route,
                     "status": status,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                    "duration_ms": round(elapsed * 1000, 2),
                 },
             )
 

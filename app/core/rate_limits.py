@@ -31,6 +31,7 @@ from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core import metrics
 from app.core.config import RATE_LIMIT_NAMES, Settings
 from app.core.errors import TooManyRequests
 
@@ -169,6 +170,8 @@ def record(scope: Scope, outcomes: list[Outcome]) -> None:
     scope.setdefault("state", {}).setdefault(STATE_KEY, []).extend(outcomes)
     refused = [o for o in outcomes if not o.allowed]
     if refused:
+        for outcome in refused:
+            metrics.series(metrics.RATE_LIMITED, outcome.policy.name).inc()
         wait = max(max(o.reset_in for o in refused), 1)
         names = ", ".join(o.policy.name for o in refused)
         raise TooManyRequests(

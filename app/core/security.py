@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from sqlalchemy import select
 
-from app.core import rate_limits
+from app.core import metrics, rate_limits
 from app.core.db import SessionDep
 from app.core.errors import Forbidden, Unauthorized
 from app.core.revocations import RevocationList, subject_key
@@ -72,7 +72,9 @@ async def authenticate(request: Request, session: SessionDep) -> Principal:
     try:
         verified = await tokens.verify(token.strip())
     except InvalidToken as exc:
+        metrics.series(metrics.TOKEN_VERIFICATIONS, "unverified", exc.reason).inc()
         raise invalid_token(str(exc)) from exc
+    issuer = "idp" if verified.subject_is_external else "ours"
     # After the signature, never instead of it: a forged token must not cost a reload.
     revocations: RevocationList = request.app.state.revocations
     await revocations.ensure_fresh()
@@ -86,13 +88,16 @@ async def authenticate(request: Request, session: SessionDep) -> Principal:
             )
         )
         if found is None:
+            metrics.series(metrics.TOKEN_VERIFICATIONS, issuer, "unknown_subject").inc()
             raise invalid_token("the token's subject is not known to this tenant")
         subject = found
     refused = revocations.refusal(
         verified.token_id, verified.client_id, subject_key(verified.kind.value, subject)
     )
     if refused is not None:
+        metrics.series(metrics.TOKEN_VERIFICATIONS, issuer, "revoked").inc()
         raise invalid_token(refused)
+    metrics.series(metrics.TOKEN_VERIFICATIONS, issuer, "valid").inc()
     return Principal(
         tenant_id=verified.tenant_id,
         kind=verified.kind,

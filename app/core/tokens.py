@@ -45,7 +45,12 @@ def _capped(scopes: ScopeSet, kind: Context) -> ScopeSet:
 
 
 class InvalidToken(Exception):
-    """The token cannot be trusted; the message says why, for the WWW-Authenticate header."""
+    """The token cannot be trusted; the message says why, for the WWW-Authenticate header, and
+    `reason` is one word for the metrics (expired, or invalid for every other flaw)."""
+
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -243,7 +248,7 @@ class TokenService:
                 options={"leeway": self.settings.token_leeway_seconds},
             )
         except ExpiredSignatureError as exc:
-            raise InvalidToken("the token has expired") from exc
+            raise InvalidToken("the token has expired", reason="expired") from exc
         except JWTClaimsError as exc:
             raise InvalidToken(f"the token's claims are not valid: {exc}") from exc
         except JOSEError as exc:

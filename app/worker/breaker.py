@@ -71,5 +71,16 @@ class Breakers:
             state.cooldown = self.cooldown
             state.open_until = now + state.cooldown
 
+    def is_probing(self, endpoint_id: str) -> bool:
+        """The circuit was open and its cooldown is over: the next attempt is a probe."""
+        state = self._states.get(endpoint_id)
+        return state is not None and state.open_until is not None
+
+    def counts(self, now: datetime) -> dict[str, int]:
+        """How many endpoints' circuits are open, and how many half-open (probing)."""
+        open_ = sum(1 for s in self._states.values() if s.open_until and now < s.open_until)
+        probing = sum(1 for s in self._states.values() if s.open_until and now >= s.open_until)
+        return {"open": open_, "half_open": probing}
+
     def open_endpoints(self, now: datetime) -> list[str]:
         return [e for e, s in self._states.items() if s.open_until and now < s.open_until]

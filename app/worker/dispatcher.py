@@ -29,13 +29,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from app.core import wakeups
+from app.core import metrics, wakeups
 from app.core.data_keys import DataKeys
 from app.core.db import Database
 from app.core.outbound import GuardedPoster, OutboundPolicy
 from app.services.webhooks import dispatch, sender
 from app.services.webhooks.dispatch import INTERRUPTED, Claimed, Outcome
 from app.worker.breaker import Breakers
+from app.worker.liveness import Liveness
 
 logger = logging.getLogger("homework.worker")
 
@@ -49,6 +50,15 @@ PREFETCH_PER_SLOT = 16
 # Outcomes are recorded together when they end within this long of each other: one short
 # transaction for dozens of attempts. It delays only the delivery log, never a POST.
 RECORD_WINDOW_SECONDS = 0.05
+LIVENESS_LOOP = "dispatch_webhooks"
+
+
+def attempt_outcome(outcome: Outcome) -> str:
+    if outcome.delivered:
+        return "delivered"
+    if outcome.interrupted:
+        return "interrupted"
+    return "unanswered" if outcome.unanswered else "rejected"
 
 
 @dataclass
@@ -79,8 +89,11 @@ class Dispatcher:
         owner: str,
         *,
         http: GuardedPoster | None = None,
+        liveness: Liveness | None = None,
     ) -> None:
         settings = database.settings
+        self.liveness = liveness or Liveness(settings.worker_stall_seconds)
+        self.count_tenants = settings.metrics_tenant_labels
         self.database = database
         self.now = now
         self.owner = owner
@@ -103,7 +116,7 @@ class Dispatcher:
         self._lanes: dict[str, _Lane] = {}
         self._turn = 0  # where the next round of starts begins, so no lane is always first
         self._tenant_in_flight: Counter[str] = Counter()
-        self._in_flight: dict[asyncio.Task[Outcome], tuple[_Lane, _Held]] = {}
+        self._in_flight: dict[asyncio.Task[Outcome], tuple[_Lane, _Held, str]] = {}
         self._held: dict[str, _Held] = {}  # every delivery we lease: queued, sending, unrecorded
         self._finished: list[Outcome] = []
         self._to_release: list[str] = []
@@ -121,6 +134,7 @@ class Dispatcher:
         heartbeat = asyncio.create_task(self._renew_leases(done))
         try:
             while not stop.is_set():
+                self.liveness.expect(LIVENESS_LOOP)
                 if wake.is_set():
                     wake.clear()
                     self._discover_at = 0.0
@@ -133,7 +147,9 @@ class Dispatcher:
                 if claimed and self._has_room():
                     continue
                 pause = max(0.0, self._discover_at - time.monotonic())
+                self.liveness.expect(LIVENESS_LOOP, pause)
                 await wakeups.first_of(stop, wake, self._changed, timeout=pause)
+            self.liveness.done(LIVENESS_LOOP)
         finally:
             await self._stop(grace)
             done.set()
@@ -179,6 +195,9 @@ class Dispatcher:
                 claimed = await dispatch.claim(
                     session, self.now(), wanted, self.owner, lease, keys=self.data_keys
                 )
+            metrics.series(metrics.JOB_BATCHES, LIVENESS_LOOP).inc()
+            metrics.series(metrics.JOB_ITEMS, LIVENESS_LOOP).inc(len(claimed))
+            metrics.series(metrics.JOB_SECONDS, LIVENESS_LOOP).observe(time.monotonic() - started)
             per_lane = Counter(c.endpoint_id for c in claimed)
             for endpoint_id, asked in wanted.items():
                 if per_lane[endpoint_id] < asked:
@@ -262,12 +281,14 @@ class Dispatcher:
         lane.in_flight += 1
         self._tenant_in_flight[lane.tenant_id] += 1
         task = asyncio.create_task(sender.attempt(self.http, held.claimed, self.now, self.timeout))
-        self._in_flight[task] = (lane, held)
+        # A probe is the one attempt a circuit that was open lets through.
+        circuit = "probe" if self.breakers.is_probing(lane.endpoint_id) else "closed"
+        self._in_flight[task] = (lane, held, circuit)
         self.counts["attempts"] += 1
         task.add_done_callback(self._ended)
 
     def _ended(self, task: asyncio.Task[Outcome]) -> None:
-        lane, held = self._in_flight.pop(task)
+        lane, held, circuit = self._in_flight.pop(task)
         lane.in_flight -= 1
         self._tenant_in_flight[lane.tenant_id] -= 1
         if task.cancelled():
@@ -275,10 +296,20 @@ class Dispatcher:
         else:
             outcome = task.result()
         self.breakers.observe(outcome, self.now())
+        self._count(outcome, circuit)
         self._finished.append(outcome)
         self._changed.set()
         self._outcomes_ready.set()
         self._start_attempts()
+
+    def _count(self, outcome: Outcome, circuit: str) -> None:
+        kind = attempt_outcome(outcome)
+        metrics.series(metrics.DELIVERY_ATTEMPTS, kind, circuit).inc()
+        metrics.DELIVERY_SECONDS.observe(outcome.latency_ms / 1000)
+        if self.count_tenants:
+            metrics.series(metrics.TENANT_DELIVERY_ATTEMPTS, outcome.claimed.tenant_id, kind).inc()
+        for state, endpoints in self.breakers.counts(self.now()).items():
+            metrics.series(metrics.CIRCUITS, state).set(endpoints)
 
     def _hand_back(self, items: deque[_Held] | list[_Held]) -> None:
         while items:

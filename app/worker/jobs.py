@@ -23,18 +23,21 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import wakeups
+from app.core import metrics, wakeups
 from app.core.clock import Clock
 from app.core.db import Database
 from app.services.reminders import firing
 from app.services.schedules import jobs as occurrence_jobs
 from app.services.webhooks import fan_out, retention
 from app.worker.dispatcher import Dispatcher
+from app.worker.liveness import Liveness
 
 BatchInSession = Callable[[AsyncSession, datetime, int], Awaitable[int]]
 BatchRunner = Callable[[Database, datetime, int], Awaitable[int]]
 NextDue = Callable[[AsyncSession, datetime], Awaitable[datetime | None]]
-Forever = Callable[[Database, Callable[[], datetime], asyncio.Event], Coroutine[Any, Any, None]]
+Forever = Callable[
+    [Database, Callable[[], datetime], asyncio.Event, Liveness], Coroutine[Any, Any, None]
+]
 
 
 @dataclass(frozen=True)
@@ -69,8 +72,11 @@ async def fire_reminders(database: Database, now: datetime, batch_size: int) -> 
     async with database.sessionmaker() as session, session.begin():
         ids = await firing.claim_due(session, now, batch_size, owner)
     if ids:
+        lateness: list[float] = []
         async with database.sessionmaker() as session, session.begin():
-            await firing.fire_claimed(session, ids, owner, now)
+            await firing.fire_claimed(session, ids, owner, now, lateness=lateness)
+        for seconds in lateness:  # once committed: what was sent
+            metrics.REMINDER_LATENESS.observe(seconds)
     return len(ids)
 
 
@@ -94,9 +100,9 @@ async def dispatch_due(database: Database, now: datetime, _batch_size: int) -> i
 
 
 async def dispatch_forever(
-    database: Database, now: Callable[[], datetime], stop: asyncio.Event
+    database: Database, now: Callable[[], datetime], stop: asyncio.Event, liveness: Liveness
 ) -> None:
-    dispatcher = Dispatcher(database, now, worker_id())
+    dispatcher = Dispatcher(database, now, worker_id(), liveness=liveness)
     wake = asyncio.Event()
     try:
         with wakeups.waiting_for(wakeups.DELIVERIES, wake):

@@ -24,16 +24,19 @@ from datetime import datetime
 from pathlib import Path
 
 import app
-from app.core import wakeups
+from app.core import metrics, wakeups
 from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.db import Database
+from app.worker import backlog
 from app.worker.jobs import JOBS, Job
 from app.worker.listen import wake_on_new_events
+from app.worker.liveness import Liveness
 
 logger = logging.getLogger("homework.worker")
 REPORT_EVERY_SECONDS = 10.0
 FAILED_JOB_PAUSE_SECONDS = 1.0
+STARTING = "starting"
 
 
 @dataclass
@@ -56,7 +59,7 @@ async def run_round(
     for job in jobs:
         try:
             while stop is None or not stop.is_set():
-                handled = await job.run(database, now, batch_size)
+                handled = await _run_batch(job, database, now, batch_size)
                 result.counts[job.name] += handled
                 if handled < batch_size or job.forever is not None:
                     break
@@ -95,13 +98,16 @@ async def run_forever(
     jobs: Sequence[Job] = JOBS,
     clock: Clock | None = None,
     database: Database | None = None,
+    liveness: Liveness | None = None,
 ) -> None:
     """Every job on its own until `stop` is set; then each stops after the batch in progress,
     the dispatcher within its grace (see app.worker.dispatcher). `database`: share one (the
-    embedded worker shares the API's); otherwise the worker makes its own and disposes of it."""
+    embedded worker shares the API's); otherwise the worker makes its own and disposes of it.
+    Every loop reports to `liveness` (the worker's probe reads it)."""
     clock = clock or Clock()
     owned = database is None
     database = database or Database(settings)
+    liveness = liveness or Liveness(settings.worker_stall_seconds)
     progress: Counter[str] = Counter()
     logger.info(
         "worker started",
@@ -111,16 +117,24 @@ async def run_forever(
             "batch_size": settings.worker_batch_size,
         },
     )
+    liveness.expect(STARTING)  # until every loop has its own expectation
     try:
         async with wake_on_new_events(database):
             tasks = [
                 asyncio.create_task(
-                    job.forever(database, clock.now, stop)
+                    job.forever(database, clock.now, stop, liveness)
                     if job.forever is not None
-                    else _keep_running(job, database, clock, settings, stop, progress)
+                    else _keep_running(job, database, clock, settings, stop, progress, liveness)
                 )
                 for job in jobs
             ]
+            if settings.metrics_enabled:
+                tasks.append(
+                    asyncio.create_task(
+                        backlog.measure_forever(database, clock.now, stop, liveness)
+                    )
+                )
+            liveness.done(STARTING)
             reporter = asyncio.create_task(_report(progress, stop))
             try:
                 await asyncio.gather(*tasks)
@@ -140,6 +154,7 @@ async def _keep_running(
     settings: Settings,
     stop: asyncio.Event,
     progress: Counter[str],
+    liveness: Liveness,
 ) -> None:
     wake = asyncio.Event()
     idle = job.idle_seconds or settings.worker_interval_seconds
@@ -150,9 +165,10 @@ async def _keep_running(
         while not stop.is_set():
             wake.clear()
             pause = idle
+            liveness.expect(job.name)
             try:
                 now = clock.now()
-                handled = await job.run(database, now, settings.worker_batch_size)
+                handled = await _run_batch(job, database, now, settings.worker_batch_size)
                 progress[job.name] += handled
                 if handled >= settings.worker_batch_size:
                     continue
@@ -165,7 +181,24 @@ async def _keep_running(
                 progress[f"{job.name}:failed"] += 1
                 logger.error("worker job failed", extra={"job": job.name, **_describe(exc)})
                 pause = max(pause, FAILED_JOB_PAUSE_SECONDS)
+            liveness.expect(job.name, pause)
             await wakeups.first_of(stop, wake, timeout=pause)
+    liveness.done(job.name)
+
+
+async def _run_batch(job: Job, database: Database, now: datetime, batch_size: int) -> int:
+    """One batch of `job`, counted and timed for the metrics (a failed one too)."""
+    started = time.perf_counter()
+    try:
+        handled = await job.run(database, now, batch_size)
+    except Exception:
+        metrics.series(metrics.JOB_FAILURES, job.name).inc()
+        raise
+    finally:
+        metrics.series(metrics.JOB_SECONDS, job.name).observe(time.perf_counter() - started)
+    metrics.series(metrics.JOB_BATCHES, job.name).inc()
+    metrics.series(metrics.JOB_ITEMS, job.name).inc(handled)
+    return handled
 
 
 async def _report(progress: Counter[str], stop: asyncio.Event) -> None:

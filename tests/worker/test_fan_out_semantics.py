@@ -8,7 +8,7 @@ behind would run it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -25,15 +25,8 @@ from tests.webhook_receiver import (
     deliveries_of,
     now_utc,
     receiver_settings,
-    serve_receiver,
 )
 from tests.world import World
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as running:
-        yield running
 
 
 @pytest.fixture

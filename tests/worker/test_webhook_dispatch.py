@@ -9,7 +9,7 @@ import asyncio
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -39,17 +39,10 @@ from tests.webhook_receiver import (
     deliveries_of,
     now_utc,
     receiver_settings,
-    serve_receiver,
 )
 from tests.world import World
 
 FAN_OUT = transactional("fan_out_events", fan_out.fan_out)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as running:
-        yield running
 
 
 @pytest.fixture

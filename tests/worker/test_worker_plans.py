@@ -9,7 +9,7 @@ tests/test_query_plans.py does for the API. PostgreSQL only: its plans are what 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -29,18 +29,11 @@ from tests.webhook_receiver import (
     app_for,
     create_endpoint,
     receiver_settings,
-    serve_receiver,
 )
 from tests.worker.test_isolation import homework_for_a1
 from tests.world import World
 
 pytestmark = pytest.mark.usefixtures("postgres_only")
-
-
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    with serve_receiver() as running:
-        yield running
 
 
 @pytest.fixture

@@ -61,9 +61,15 @@ class _Due:
 
 
 async def fire_claimed(
-    session: AsyncSession, ids: Sequence[str], owner: str, now: datetime
+    session: AsyncSession,
+    ids: Sequence[str],
+    owner: str,
+    now: datetime,
+    *,
+    lateness: list[float] | None = None,
 ) -> dict[str, int]:
-    """Check each leased reminder once more, then send (event) or skip it."""
+    """Check each leased reminder once more, then send (event) or skip it. `lateness` gets,
+    for each one sent, how many seconds after its due time that was."""
     if not ids:
         return {}
     # The daily caps count what was sent: lock the clients (in id order, so that two workers
@@ -102,6 +108,8 @@ async def fire_claimed(
             for key in ((client.id, day), (assignment.id, day)):
                 sent_today[key] = sent_today.get(key, 0) + 1
             reminder.state, reminder.sent_at, reminder.reason = "sent", now, None
+            if lateness is not None:
+                lateness.append(max(0.0, (now - reminder.due_at).total_seconds()))
             record_event(
                 session,
                 reminder.tenant_id,

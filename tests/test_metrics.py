@@ -1,0 +1,224 @@
+"""/metrics in one process: every family the API and the worker export, with the labels they
+promise and values that move by exactly what the test did. Values are compared between two
+scrapes, since the registry is the test process's and other tests add to it too.
+
+The same families across several API and worker processes are in test_metrics_processes.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from app.core import metrics
+from app.main import create_app
+from app.worker import backlog
+from app.worker.loop import run_once
+from tests.conftest import client_for
+from tests.homework_helpers import assign, freeze, new_client
+from tests.metrics_scrape import Samples, changes, parse
+from tests.webhook_receiver import (
+    Receiver,
+    add_event,
+    app_for,
+    create_endpoint,
+    receiver_settings,
+)
+from tests.world import World, build_world
+
+CLIENT_ROUTE = "/v1/clients/{client_id}"
+
+
+async def scrape(http: httpx.AsyncClient) -> Samples:
+    response = await http.get("/metrics")
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=")
+    return parse(response.text)
+
+
+async def test_requests_are_counted_by_route_template_method_and_status_class(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    client_id = world.a.clients["A1"]
+    before = await scrape(client)
+    for _ in range(3):
+        found = await client.get(f"/v1/clients/{client_id}", headers=world.headers("system_a"))
+        assert found.status_code == 200
+    missing = await client.get("/v1/clients/clt_unknown", headers=world.headers("system_a"))
+    assert missing.status_code == 404
+    await client.request("BREW", f"/v1/clients/{client_id}")  # a method nobody serves
+    moved = changes(before, await scrape(client))
+
+    ok = {"route": CLIENT_ROUTE, "method": "GET", "status": "2xx"}
+    assert moved.value("homework_http_requests_total", **ok) == 3
+    assert moved.value("homework_http_request_duration_seconds_count", **ok) == 3
+    assert moved.value("homework_http_request_duration_seconds_sum", **ok) > 0
+    assert moved.value("homework_http_request_duration_seconds_bucket", **ok, le="+Inf") == 3
+    not_found = {"route": CLIENT_ROUTE, "method": "GET", "status": "4xx"}
+    assert moved.value("homework_http_requests_total", **not_found) == 1
+    assert moved.value("homework_http_requests_total", route=CLIENT_ROUTE, method="other",
+                       status="4xx") == 1  # fmt: skip
+    # The raw path (with its id) is never a label; neither is anything but these three.
+    assert moved.label_sets("homework_http_requests_total") == {
+        frozenset({"route", "method", "status"})
+    }
+    assert not any(client_id in value for _, labels in moved for _, value in labels)
+
+
+async def test_token_verifications_are_counted_by_issuer_and_outcome(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    before = await scrape(client)
+    assert (await client.get("/v1/me/homework", headers=world.headers("client_a1"))).is_success
+    refused = await client.get("/v1/clients", headers=world.headers("expired"))
+    assert refused.status_code == 401
+    forged = await client.get("/v1/clients", headers={"Authorization": "Bearer a.b.c"})
+    assert forged.status_code == 401
+    moved = changes(before, await scrape(client))
+    name = "homework_token_verifications_total"
+    assert moved.value(name, issuer="ours", outcome="valid") == 1
+    assert moved.value(name, issuer="unverified", outcome="expired") == 1
+    assert moved.value(name, issuer="unverified", outcome="invalid") == 1
+
+
+async def test_rate_limit_rejections_are_counted_by_policy(make_settings: Any) -> None:
+    app = create_app(make_settings(rate_limit_subject_reads="1/minute"))
+    try:
+        world = await build_world(app)
+        async with client_for(app) as http:
+            before = await scrape(http)
+            statuses = [
+                (await http.get("/v1/clients", headers=world.headers("system_a"))).status_code
+                for _ in range(3)
+            ]
+            moved = changes(before, await scrape(http))
+    finally:
+        await app.state.database.dispose()
+    assert statuses == [200, 429, 429]
+    assert moved.value("homework_rate_limit_rejections_total", policy="subject-reads") == 2
+
+
+async def test_the_database_pool_is_watched(client: httpx.AsyncClient, world: World) -> None:
+    samples = await scrape(client)
+    assert {"homework_db_pool_connections_in_use", "homework_db_pool_waiting"} <= samples.names()
+    # Nobody holds a connection between requests, and nobody waits for one.
+    assert samples.value("homework_db_pool_waiting") == 0
+
+
+async def test_metrics_can_be_turned_off(make_settings: Any) -> None:
+    app = create_app(make_settings(metrics_enabled=False))
+    try:
+        async with client_for(app) as http:
+            assert (await http.get("/metrics")).status_code == 404
+    finally:
+        await app.state.database.dispose()
+
+
+async def test_metrics_on_a_port_of_their_own_leave_none_on_the_api_port(
+    make_settings: Any,
+) -> None:
+    app = create_app(make_settings(metrics_port=9464))  # served by `homework serve`, not here
+    try:
+        async with client_for(app) as http:
+            assert (await http.get("/metrics")).status_code == 404
+    finally:
+        await app.state.database.dispose()
+
+
+# The worker's families, from one-off rounds on the frozen clock.
+
+
+@pytest.fixture
+async def app(make_settings: Any, receiver: Receiver) -> AsyncIterator[FastAPI]:
+    async with app_for(receiver_settings(make_settings, receiver)) as application:
+        yield application
+
+
+async def test_worker_jobs_reminders_and_deliveries_are_measured(
+    client: httpx.AsyncClient, world: World, receiver: Receiver
+) -> None:
+    freeze(world, "2026-11-22T08:00:00Z")
+    endpoint = await create_endpoint(client, world, receiver.url())
+    receiver.secrets = [endpoint["secret"]]
+    client_id = await new_client(client, world, "Europe/London")
+    created = await assign(
+        client,
+        world,
+        client_id,
+        {"type": "once", "due_at": "2026-11-22T23:00"},
+        reminders={"local_times": ["23:00"]},
+    )
+    assert created.status_code == 201, created.text
+    database = world.app.state.database
+    due = datetime.fromisoformat("2026-11-22T23:00:00+00:00")
+    late = due + timedelta(seconds=30)
+
+    before = await scrape(client)
+    async with database.read_sessionmaker() as session:
+        await backlog.measure(session, late)
+    waiting = await scrape(client)
+    assert waiting.value("homework_backlog_items", queue="reminders") == 1
+    assert waiting.value("homework_backlog_oldest_age_seconds", queue="reminders") == 30
+    assert waiting.value("homework_backlog_items", queue="fan_out") >= 1  # assignment.created
+
+    receiver.now = late
+    await run_once(database, late, 50)
+    await run_once(database, late, 50)  # the reminder's own event, fanned out and sent
+    moved = changes(before, await scrape(client))
+    assert moved.value("homework_worker_batches_total", job="fire_reminders") >= 1
+    assert moved.value("homework_worker_items_total", job="fire_reminders") == 1
+    assert moved.value("homework_worker_batch_duration_seconds_count", job="open_due") >= 1
+    assert moved.value("homework_reminder_lateness_seconds_count") == 1
+    assert moved.value("homework_reminder_lateness_seconds_sum") == 30
+    delivered = {"outcome": "delivered", "circuit": "closed"}
+    assert moved.value("homework_webhook_attempts_total", **delivered) == len(receiver.requests)
+    assert len(receiver.requests) >= 2  # assignment.created and reminder.due
+    assert moved.value("homework_webhook_attempt_duration_seconds_count") >= 2
+    # Tenant ids only when asked for.
+    assert "homework_tenant_webhook_attempts_total" not in moved.names()
+
+    async with database.read_sessionmaker() as session:
+        await backlog.measure(session, late)
+    drained = await scrape(client)
+    for queue in ("reminders", "fan_out", "deliveries"):
+        assert drained.value("homework_backlog_items", queue=queue) == 0
+        assert drained.value("homework_backlog_oldest_age_seconds", queue=queue) == 0
+    assert drained.value("homework_webhook_endpoints_failing") == 0
+
+
+async def test_a_failing_endpoint_shows_in_the_gauges_and_attempts(
+    client: httpx.AsyncClient, world: World, receiver: Receiver
+) -> None:
+    freeze(world, "2026-11-22T08:00:00Z")
+    receiver.default = (500, {}, b"down")
+    endpoint = await create_endpoint(client, world, receiver.url())
+    receiver.secrets = [endpoint["secret"]]
+    await add_event(world)
+    database = world.app.state.database
+    started = datetime.fromisoformat("2026-11-22T08:00:00+00:00")
+    before = await scrape(client)
+    receiver.now = started
+    await run_once(database, started, 50)
+    an_hour_on = started + timedelta(hours=1)
+    async with database.read_sessionmaker() as session:
+        await backlog.measure(session, an_hour_on)
+    after = await scrape(client)
+    moved = changes(before, after)
+    rejected = {"outcome": "rejected", "circuit": "closed"}
+    assert moved.value("homework_webhook_attempts_total", **rejected) == len(receiver.requests)
+    assert len(receiver.requests) == 1
+    assert after.value("homework_webhook_endpoints_failing") == 1
+    assert after.value("homework_webhook_endpoint_failing_longest_seconds") == 3600
+    assert after.value("homework_backlog_items", queue="deliveries") >= 1  # its retry is due
+
+
+def test_status_classes_and_unknown_methods_mint_no_series() -> None:
+    assert metrics.status_class(204) == "2xx" and metrics.status_class(503) == "5xx"
+    metrics.observe_request("/x", "PURGE", 200, 0.01)
+    metrics.observe_request("/x", "PROPFIND", 200, 0.01)
+    assert metrics.series(metrics.REQUESTS, "/x", "other", "2xx")._value.get() >= 2
