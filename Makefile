@@ -92,3 +92,4 @@ bench: install
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.rate_limit_cost
 	$(BIN)/python -m bench.revocation_cost
+	$(BIN)/python -m bench.metrics_cost

@@ -35,6 +35,7 @@ from app.services import tenants as tenant_service
 T = TypeVar("T")
 
 DEFAULT_OPENAPI_PATH = Path("openapi/openapi.json")
+WORKER_START_SECONDS = 60
 
 
 @click.group()
@@ -78,6 +79,11 @@ def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool) -> N
         limit_concurrency=settings.server_limit_concurrency or None,
         backlog=settings.server_backlog,
         forwarded_allow_ips=settings.server_forwarded_allow_ips,
+        # With --workers N, uvicorn's supervisor kills a child that has not answered its ping
+        # within this long, and a child answers only once it has imported this command's whole
+        # module tree: on a busy 2-core machine that took over uvicorn's 5 s, and every child
+        # was killed and restarted in a loop, so `--workers 2` never served at all.
+        timeout_worker_healthcheck=WORKER_START_SECONDS,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +15,7 @@ from app.core import cors, metrics, openapi_document
 from app.core.body_timeout import BodyTimeoutMiddleware
 from app.core.clock import Clock
 from app.core.config import Environment, Settings, get_settings
-from app.core.db import Database
+from app.core.db import Database, report_pool_forever
 from app.core.errors import install_error_handlers
 from app.core.jwks_cache import JwksCache
 from app.core.keys import KeyRing
@@ -51,8 +52,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = asyncio.Event()
+        reporting = asyncio.create_task(report_pool_forever(database, stop))
         async with embedded_worker(database):
             yield
+        stop.set()
+        await reporting
         await outbound_http.aclose()
         await database.dispose()
         metrics.forget_this_process()

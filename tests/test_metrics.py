@@ -7,15 +7,21 @@ The same families across several API and worker processes are in test_metrics_pr
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.core import metrics
+from app.core.config import Settings
+from app.core.db import CountedPool, report_pool_forever
 from app.main import create_app
 from app.worker import backlog
 from app.worker.loop import run_once
@@ -32,6 +38,7 @@ from tests.webhook_receiver import (
 from tests.world import World, build_world
 
 CLIENT_ROUTE = "/v1/clients/{client_id}"
+REQUESTS = "homework_http_request_duration_seconds_count"  # the histogram counts them
 
 
 async def scrape(http: httpx.AsyncClient) -> Samples:
@@ -55,18 +62,14 @@ async def test_requests_are_counted_by_route_template_method_and_status_class(
     moved = changes(before, await scrape(client))
 
     ok = {"route": CLIENT_ROUTE, "method": "GET", "status": "2xx"}
-    assert moved.value("homework_http_requests_total", **ok) == 3
-    assert moved.value("homework_http_request_duration_seconds_count", **ok) == 3
+    assert moved.value(REQUESTS, **ok) == 3
     assert moved.value("homework_http_request_duration_seconds_sum", **ok) > 0
     assert moved.value("homework_http_request_duration_seconds_bucket", **ok, le="+Inf") == 3
     not_found = {"route": CLIENT_ROUTE, "method": "GET", "status": "4xx"}
-    assert moved.value("homework_http_requests_total", **not_found) == 1
-    assert moved.value("homework_http_requests_total", route=CLIENT_ROUTE, method="other",
-                       status="4xx") == 1  # fmt: skip
+    assert moved.value(REQUESTS, **not_found) == 1
+    assert moved.value(REQUESTS, route=CLIENT_ROUTE, method="other", status="4xx") == 1
     # The raw path (with its id) is never a label; neither is anything but these three.
-    assert moved.label_sets("homework_http_requests_total") == {
-        frozenset({"route", "method", "status"})
-    }
+    assert moved.label_sets(REQUESTS) == {frozenset({"route", "method", "status"})}
     assert not any(client_id in value for _, labels in moved for _, value in labels)
 
 
@@ -103,11 +106,32 @@ async def test_rate_limit_rejections_are_counted_by_policy(make_settings: Any) -
     assert moved.value("homework_rate_limit_rejections_total", policy="subject-reads") == 2
 
 
-async def test_the_database_pool_is_watched(client: httpx.AsyncClient, world: World) -> None:
-    samples = await scrape(client)
-    assert {"homework_db_pool_connections_in_use", "homework_db_pool_waiting"} <= samples.names()
-    # Nobody holds a connection between requests, and nobody waits for one.
-    assert samples.value("homework_db_pool_waiting") == 0
+async def test_the_pool_counts_callers_waiting_and_connections_in_use(settings: Settings) -> None:
+    engine = create_async_engine(
+        settings.database_url, poolclass=CountedPool, pool_size=1, max_overflow=0
+    )
+    stop = asyncio.Event()
+    database: Any = SimpleNamespace(engine=engine)
+    reporting = asyncio.create_task(report_pool_forever(database, stop))
+    waiting = metrics.DB_POOL_WAITING._value
+    try:
+        async with engine.connect() as held:
+            await held.execute(text("SELECT 1"))
+            second = asyncio.create_task(_query(engine))
+            await asyncio.sleep(1.5)  # the second caller waits; the pool is read meanwhile
+            assert waiting.get() == 1 and not second.done()
+            assert metrics.DB_POOL_IN_USE._value.get() == 1
+        await second
+        assert waiting.get() == 0
+    finally:
+        stop.set()
+        await reporting
+        await engine.dispose()
+
+
+async def _query(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
 
 
 async def test_metrics_can_be_turned_off(make_settings: Any) -> None:
@@ -221,4 +245,4 @@ def test_status_classes_and_unknown_methods_mint_no_series() -> None:
     assert metrics.status_class(204) == "2xx" and metrics.status_class(503) == "5xx"
     metrics.observe_request("/x", "PURGE", 200, 0.01)
     metrics.observe_request("/x", "PROPFIND", 200, 0.01)
-    assert metrics.series(metrics.REQUESTS, "/x", "other", "2xx")._value.get() >= 2
+    assert metrics.series(metrics.REQUEST_SECONDS, "/x", "other", "2xx")._sum.get() >= 0.02

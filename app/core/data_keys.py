@@ -19,7 +19,6 @@ import base64
 import binascii
 import json
 import logging
-import os
 import re
 import secrets
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from typing import TYPE_CHECKING
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from app.core.key_files import write_once
 
 if TYPE_CHECKING:
     from app.core.config import Settings
@@ -164,22 +165,5 @@ def _from_json(raw: str) -> DataKeys:
 @lru_cache(maxsize=8)
 def _kept_at(path: Path) -> DataKeys:
     if not path.exists():
-        _write_once(path, json.dumps([generate_entry()]))
+        write_once(path, json.dumps([generate_entry()]), "data key")
     return DataKeys(parse(path.read_text()))
-
-
-def _write_once(path: Path, content: str) -> None:
-    """Written owner-only, complete before it appears (a temporary file linked into place), and
-    never over a key another process wrote first: what it sealed must stay readable."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as file:
-        file.write(content)
-    try:
-        os.link(temporary, path)
-        log.info("generated a development data key", extra={"path": str(path)})
-    except FileExistsError:
-        pass
-    finally:
-        temporary.unlink()

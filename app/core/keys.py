@@ -10,7 +10,6 @@ import base64
 import hashlib
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from jose import jwk
 from jose.backends.base import Key
 
 from app.core.config import Environment, Settings
+from app.core.key_files import write_once
 
 # Each algorithm with the key it takes: an EC key on its own curve only (RFC 7518 section 3.4),
 # an RSA key of at least MIN_RSA_BITS (NIST SP 800-131A: 1024 bits has been broken in reach).
@@ -123,12 +123,6 @@ def _test_key() -> SigningKey:
 
 def _development_key(path: Path) -> SigningKey:
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pem = generate_pem()
-        # Written owner-only: it signs every development token.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as file:
-            json.dump([{"alg": "ES256", "pem": pem}], file)
-        log.info("generated a development signing key", extra={"path": str(path)})
+        write_once(path, json.dumps([{"alg": "ES256", "pem": generate_pem()}]), "signing key")
     entries = json.loads(path.read_text())
     return SigningKey.from_pem(entries[0]["pem"], entries[0]["alg"], entries[0].get("kid"))

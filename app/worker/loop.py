@@ -27,7 +27,7 @@ import app
 from app.core import metrics, wakeups
 from app.core.clock import Clock
 from app.core.config import Settings
-from app.core.db import Database
+from app.core.db import Database, report_pool_forever
 from app.worker import backlog
 from app.worker.jobs import JOBS, Job
 from app.worker.listen import wake_on_new_events
@@ -129,11 +129,10 @@ async def run_forever(
                 for job in jobs
             ]
             if settings.metrics_enabled:
-                tasks.append(
-                    asyncio.create_task(
-                        backlog.measure_forever(database, clock.now, stop, liveness)
-                    )
-                )
+                measuring = backlog.measure_forever(database, clock.now, stop, liveness)
+                tasks.append(asyncio.create_task(measuring))
+            if owned:  # a shared database's pool is its owner's to report
+                tasks.append(asyncio.create_task(report_pool_forever(database, stop)))
             liveness.done(STARTING)
             reporter = asyncio.create_task(_report(progress, stop))
             try:
