@@ -7,10 +7,10 @@ import dataclasses
 import json
 import secrets
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 import uvicorn
@@ -47,14 +47,19 @@ def main() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1))
-@click.option("--no-migrate", is_flag=True, help="Do not apply migrations before serving.")
+@click.option(
+    "--no-migrate",
+    is_flag=True,
+    help="Do not apply migrations before serving (a `homework migrate upgrade` job does; "
+    "/readyz answers 503 until the schema is at head).",
+)
 @click.option("--demo", is_flag=True, help="Seed a demo tenant on first start; print curl lines.")
 def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool) -> None:
     """Apply migrations, then serve the API with uvicorn."""
     settings = get_settings()
     configure_logging(settings.log_level)
     if not no_migrate:
-        asyncio.run(migrations.upgrade(settings))
+        _migrate(migrations.upgrade(settings))
     if demo:
         _ensure_demo(f"http://{host}:{port}")
     if settings.metrics_enabled:
@@ -110,8 +115,15 @@ def migrate() -> None:
 @migrate.command()
 @click.argument("revision", default="head")
 def upgrade(revision: str) -> None:
-    """Upgrade the database to REVISION (default: head)."""
-    asyncio.run(migrations.upgrade(get_settings(), revision))
+    """Upgrade the database to REVISION (default: head).
+
+    Safe to run beside other upgrades and starting `serve` replicas: they take turns under a
+    lock (HOMEWORK_MIGRATION_LOCK_TIMEOUT_SECONDS bounds the wait). This is the job an
+    orchestrator runs before starting `serve --no-migrate` replicas.
+    """
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    _migrate(migrations.upgrade(settings, revision))
     click.echo(f"upgraded to {revision}")
 
 
@@ -119,8 +131,19 @@ def upgrade(revision: str) -> None:
 @click.argument("revision")
 def downgrade(revision: str) -> None:
     """Downgrade the database to REVISION (`-1` for one step, `base` for an empty schema)."""
-    asyncio.run(migrations.downgrade(get_settings(), revision))
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    _migrate(migrations.downgrade(settings, revision))
     click.echo(f"downgraded to {revision}")
+
+
+def _migrate(run: Coroutine[Any, Any, None]) -> None:
+    """Runs a migration; a wait for another process's that timed out is an error message and
+    exit status 1, not a traceback."""
+    try:
+        asyncio.run(run)
+    except migrations.MigrationLockTimeout as error:
+        raise click.ClickException(str(error)) from None
 
 
 @migrate.command()

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     server_forwarded_allow_ips: str = "127.0.0.1"
     log_level: str = "INFO"
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
+    # How long `homework migrate upgrade` / `serve` waits for another process's migration to
+    # finish (they take turns under a lock: app/core/migrations.py) before giving up with an
+    # error that names the lock.
+    migration_lock_timeout_seconds: float = Field(default=300.0, gt=0, le=86400)
 
     # Tokens we issue (RFC 9068 JWT access tokens).
     issuer: str = "http://127.0.0.1:8000"
