@@ -19,7 +19,13 @@ RUN useradd --system --uid 10001 --home-dir /srv homework && mkdir -p /srv && ch
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /srv
 USER homework
-EXPOSE 8000
+# 8000: `homework serve` (the API, /healthz, /readyz, /metrics). 8001: `homework worker`'s
+# /healthz and /metrics when HOMEWORK_WORKER_PORT=8001 (deploy/compose.yaml, deploy/kubernetes/).
+EXPOSE 8000 8001
+# Liveness, not readiness: /healthz answers without the database. On /readyz a database outage
+# would mark every container unhealthy at once and an orchestrator acting on it would restart
+# them all, for nothing (each recovers on its own when the database is back). The API's; a
+# worker container overrides it with its own port (deploy/compose.yaml).
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status != 200)"]
+  CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status != 200)"]
 CMD ["homework", "serve", "--host", "0.0.0.0", "--port", "8000"]
