@@ -357,3 +357,11 @@ def test_dockerfile_healthcheck_is_liveness() -> None:
     (healthcheck,) = re.findall(r"^HEALTHCHECK .*\n.*$", (ROOT / "Dockerfile").read_text(), re.M)
     assert "/healthz" in healthcheck
     assert "/readyz" not in healthcheck
+
+
+def test_the_root_env_example_documents_every_setting() -> None:
+    """.env.example is where a deployer reads what can be set: a new setting goes there too."""
+    documented = set(re.findall(r"^#? ?(HOMEWORK_\w+)=", (ROOT / ".env.example").read_text(), re.M))
+    settings = {f"HOMEWORK_{name.upper()}" for name in Settings.model_fields}
+    assert sorted(settings - documented) == []
+    assert sorted(documented - settings) == []
