@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,6 +29,7 @@ from app.worker.loop import run_once
 from tests.conftest import client_for
 from tests.homework_helpers import assign, freeze, new_client
 from tests.metrics_scrape import Samples, changes, parse
+from tests.served import free_port, serving
 from tests.webhook_receiver import (
     Receiver,
     add_event,
@@ -246,3 +248,31 @@ def test_status_classes_and_unknown_methods_mint_no_series() -> None:
     metrics.observe_request("/x", "PURGE", 200, 0.01)
     metrics.observe_request("/x", "PROPFIND", 200, 0.01)
     assert metrics.series(metrics.REQUEST_SECONDS, "/x", "other", "2xx")._sum.get() >= 0.02
+
+
+async def test_tenant_labels_only_when_asked_for(make_settings: Any, receiver: Receiver) -> None:
+    settings = receiver_settings(make_settings, receiver, metrics_tenant_labels=True)
+    async with app_for(settings) as app:
+        world = await build_world(app)
+        async with client_for(app) as http:
+            freeze(world, "2026-11-22T08:00:00Z")
+            endpoint = await create_endpoint(http, world, receiver.url())
+            receiver.secrets = [endpoint["secret"]]
+            await add_event(world)
+            at = datetime.fromisoformat("2026-11-22T08:00:00+00:00")
+            receiver.now = at
+            await run_once(app.state.database, at, 50)
+            samples = await scrape(http)
+    name = "homework_tenant_webhook_attempts_total"
+    assert samples.value(name, tenant_id=world.a.id, outcome="delivered") >= 1
+    assert samples.label_sets(name) == {frozenset({"tenant_id", "outcome"})}
+
+
+def test_metrics_on_their_own_port_from_homework_serve(tmp_path: Path) -> None:
+    port = free_port()
+    with serving(tmp_path, metrics_port=str(port)) as (api_port, _env):
+        assert httpx.get(f"http://127.0.0.1:{api_port}/healthz", trust_env=False).is_success
+        assert httpx.get(f"http://127.0.0.1:{api_port}/metrics", trust_env=False).status_code == 404
+        samples = parse(httpx.get(f"http://127.0.0.1:{port}/metrics", trust_env=False).text)
+    health = {"route": "/healthz", "method": "GET", "status": "2xx"}
+    assert samples.value(REQUESTS, **health) >= 2  # the start-up wait's, and ours

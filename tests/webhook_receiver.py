@@ -173,10 +173,10 @@ def serve_receiver() -> Iterator[Receiver]:
 # Shared steps for webhook tests.
 
 
-def receiver_settings(make_settings: Any, receiver: Receiver) -> Settings:
+def receiver_settings(make_settings: Any, receiver: Receiver, **overrides: Any) -> Settings:
     """The loopback receiver allowed explicitly, as an operator would allow an on-premise one."""
     settings: Settings = make_settings(
-        outbound_allow_http=True, outbound_allowed_hosts=f"127.0.0.1:{receiver.port}"
+        outbound_allow_http=True, outbound_allowed_hosts=f"127.0.0.1:{receiver.port}", **overrides
     )
     return settings
 
