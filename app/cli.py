@@ -377,10 +377,13 @@ def worker(once: bool) -> None:
     """
     import signal
 
+    from app.core import trace_context
     from app.worker import loop
 
     settings = get_settings()
     configure_logging(settings.log_level)
+    # If on: its provider exports what is still buffered as the process exits.
+    trace_context.tracing_for(settings, "homework-worker")
     if once:
         result = asyncio.run(loop.run_once_with(settings))
         click.echo(json.dumps(result.counts))

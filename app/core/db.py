@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from app.core import wakeups  # noqa: F401  (its session listeners wake the worker)
+from app.core import trace_context, wakeups  # noqa: F401  (wakeups: its listeners wake the worker)
 from app.core.config import Settings
 
 
@@ -91,6 +91,9 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_engine(settings)
+        tracing = trace_context.active()
+        if tracing is not None:  # off: no listener at all on the engine
+            tracing.instrument_engine(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         # Statements that commit one by one. SQLite keeps its transactions: its `begin` hook
         # takes the write lock, and a write outside one would be no faster there.

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core import trace_context
 from app.core.errors import InternalError, PayloadTooLarge, problem_response
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -27,8 +28,9 @@ error_log = logging.getLogger("homework.errors")
 
 class RequestContextMiddleware:
     """Gives every request an id (the caller's, if it is safe to echo), returns it on the
-    response, writes one access-log line, and turns any unhandled exception into a 500
-    problem that leaks nothing."""
+    response, writes one access-log line with the request's trace id (its span's with tracing
+    on; else the caller's traceparent's, or a new one: a line can always be correlated), and
+    turns any unhandled exception into a 500 problem that leaks nothing."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -37,9 +39,12 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        offered = Request(scope).headers.get(REQUEST_ID_HEADER, "")
+        headers = Request(scope).headers
+        offered = headers.get(REQUEST_ID_HEADER, "")
         request_id = offered if _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        # Bound for the request: the events it records keep it for their deliveries.
+        trace_id, trace_token = trace_context.begin(headers.get(trace_context.TRACEPARENT))
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -58,16 +63,19 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         except Exception:
             error_log.exception(
-                "unhandled error", extra={"request_id": request_id, **_route_fields(scope)}
+                "unhandled error",
+                extra={"request_id": request_id, "trace_id": trace_id, **_route_fields(scope)},
             )
             if response_started:
                 raise
             await problem_response(Request(scope), InternalError())(scope, receive, send_with_id)
         finally:
+            trace_context.end(trace_token)
             access_log.info(
                 "request",
                 extra={
                     "request_id": request_id,
+                    "trace_id": trace_id,
                     **_route_fields(scope),
                     "status": status,
                     "duration_ms": round((time.perf_counter() - started) * 1000, 2),

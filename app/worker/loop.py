@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 import app
-from app.core import wakeups
+from app.core import trace_context, wakeups
 from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.db import Database
@@ -32,7 +32,9 @@ from app.worker.jobs import JOBS, Job
 from app.worker.listen import wake_on_new_events
 
 logger = logging.getLogger("homework.worker")
-REPORT_EVERY_SECONDS = 10.0
+# At most one "worker progress" line this often, and none at all while nothing happens: a busy
+# worker writes ~300 lines a day, an idle one none (the metrics show the rest).
+REPORT_EVERY_SECONDS = 300.0
 FAILED_JOB_PAUSE_SECONDS = 1.0
 
 
@@ -56,7 +58,8 @@ async def run_round(
     for job in jobs:
         try:
             while stop is None or not stop.is_set():
-                handled = await job.run(database, now, batch_size)
+                with trace_context.new_origin():  # the trace its events' deliveries continue
+                    handled = await job.run(database, now, batch_size)
                 result.counts[job.name] += handled
                 if handled < batch_size or job.forever is not None:
                     break
@@ -152,8 +155,10 @@ async def _keep_running(
             pause = idle
             try:
                 now = clock.now()
-                handled = await job.run(database, now, settings.worker_batch_size)
-                progress[job.name] += handled
+                with trace_context.new_origin():  # the trace its events' deliveries continue
+                    handled = await job.run(database, now, settings.worker_batch_size)
+                if handled:  # a zero would make the next report non-empty: a line while idle
+                    progress[job.name] += handled
                 if handled >= settings.worker_batch_size:
                     continue
                 if job.next_due is not None:
@@ -169,7 +174,7 @@ async def _keep_running(
 
 
 async def _report(progress: Counter[str], stop: asyncio.Event) -> None:
-    """Every few seconds, one line of what the jobs did since the last one (if anything)."""
+    """Every few minutes, one line of what the jobs did since the last one (if anything)."""
     last = time.monotonic()
     while not stop.is_set():
         await wakeups.first_of(stop, timeout=REPORT_EVERY_SECONDS)
