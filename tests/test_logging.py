@@ -4,7 +4,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,7 @@ from tests.webhook_receiver import (
     receiver_settings,
     serve_receiver,
 )
-from tests.world import build_world
+from tests.world import World, build_world
 
 
 @pytest.fixture
@@ -135,19 +135,29 @@ async def test_no_http_client_writes_its_request_lines() -> None:
     assert str(host.port) not in logs.text and "s3cr3t" not in logs.text
 
 
-async def test_a_delivery_attempt_is_logged_by_ids_never_by_url(
+@pytest.fixture
+async def subscribed(
     make_settings: Any, receiver: Receiver
-) -> None:
+) -> AsyncIterator[tuple[World, dict[str, Any]]]:
+    """Tenant A subscribed at the loopback receiver, under a URL with tokens in its path and
+    query, as receivers' URLs often are."""
     async with app_for(receiver_settings(make_settings, receiver)) as application:
         world = await build_world(application)
         async with client_for(application) as http:
             url = receiver.url("/hook/tok-PATHSECRET?key=QUERYSECRET")
             endpoint = await create_endpoint(http, world, url)
-        receiver.answer((503, {}, b"down: RECEIVER-ANSWER"))  # then 200
-        event_id = await add_event(world)
-        with json_logs("DEBUG") as logs:
-            await deliver(world, receiver, now_utc())
-            await deliver(world, receiver, now_utc() + timedelta(minutes=1))
+        yield world, endpoint
+
+
+async def test_a_delivery_attempt_is_logged_by_ids_never_by_url(
+    subscribed: tuple[World, dict[str, Any]], receiver: Receiver
+) -> None:
+    world, endpoint = subscribed
+    receiver.answer((503, {}, b"down: RECEIVER-ANSWER"))  # then 200
+    event_id = await add_event(world)
+    with json_logs("DEBUG") as logs:
+        await deliver(world, receiver, now_utc())
+        await deliver(world, receiver, now_utc() + timedelta(minutes=1))
     assert len(receiver.requests) == 2
     attempts = [line for line in logs.lines() if line["message"].startswith("webhook attempt")]
     (delivery,) = await deliveries_of(world, event_id)
@@ -203,3 +213,19 @@ async def test_a_worker_that_did_something_reports_it_once_per_period(
     await asyncio.wait_for(worker, timeout=10)
     reports = [r for r in caplog.records if r.getMessage() == "worker progress"]
     assert len(reports) == 1 and reports[0].counts == {"busy_once": 3}
+
+
+async def test_an_endpoint_disabled_by_its_receiver_is_logged_by_id(
+    subscribed: tuple[World, dict[str, Any]], receiver: Receiver
+) -> None:
+    world, endpoint = subscribed
+    receiver.answer((410, {}, b"gone"))
+    await add_event(world)
+    with json_logs() as logs:
+        await deliver(world, receiver, now_utc())
+    (disabled,) = [line for line in logs.lines() if line["message"] == "webhook endpoint disabled"]
+    assert disabled["endpoint_id"] == endpoint["id"] and disabled["tenant_id"] == world.a.id
+    assert disabled["reason"] == "gone"
+    (failed,) = [line for line in logs.lines() if line["message"] == "webhook attempt failed"]
+    assert failed["outcome"] == "4xx" and failed["status_code"] == 410
+    assert "PATHSECRET" not in logs.text and "127.0.0.1" not in logs.text

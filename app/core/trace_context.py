@@ -102,9 +102,10 @@ def begin(offered: str | None) -> tuple[str, object]:
     new trace); returns its trace id and a token for `end`."""
     current = _active.current() if _active is not None else None
     if current is None:
-        parsed = parse(offered)
-        trace_id, flags = (parsed[0], parsed[2]) if parsed else (new_trace_id(), SAMPLED)
-        current = traceparent(trace_id, new_span_id(), flags)
+        parsed = parse(offered) if offered else None
+        ids = os.urandom(24).hex()  # one call for both ids: this runs on every request
+        trace_id, flags = (parsed[0], parsed[2]) if parsed else (ids[:32], SAMPLED)
+        current = traceparent(trace_id, ids[32:], flags)
     return current[3:35], _origin.set(current)
 
 
