@@ -418,6 +418,7 @@ def worker(once: bool, check: bool) -> None:
     """
     import signal
 
+    from app.core import trace_context
     from app.worker import loop, probe
     from app.worker.liveness import Liveness
 
@@ -429,6 +430,8 @@ def worker(once: bool, check: bool) -> None:
         click.echo(said)
         sys.exit(0 if healthy else 1)
     configure_logging(settings.log_level)
+    # If on: its provider exports what is still buffered as the process exits.
+    trace_context.tracing_for(settings, "homework-worker")
     if once:
         result = asyncio.run(loop.run_once_with(settings))
         click.echo(json.dumps(result.counts))

@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.middleware.cors import CORSMiddleware
 
 from app import webhook_catalog
-from app.core import cors, metrics, openapi_document
+from app.core import cors, metrics, openapi_document, trace_context
 from app.core.body_timeout import BodyTimeoutMiddleware
 from app.core.clock import Clock
 from app.core.config import Environment, Settings, get_settings
@@ -19,6 +19,7 @@ from app.core.db import Database, report_pool_forever
 from app.core.errors import install_error_handlers
 from app.core.jwks_cache import JwksCache
 from app.core.keys import KeyRing
+from app.core.logging import configure_logging
 from app.core.middleware import BodySizeLimitMiddleware, RequestContextMiddleware
 from app.core.outbound import guarded_client
 from app.core.rate_limits import RateLimiter, RateLimitHeadersMiddleware
@@ -41,8 +42,12 @@ Every error is RFC 9457 `application/problem+json` with a stable `type`.
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    # First, so that the engine and the HTTP client made next are instrumented (if it is on).
+    tracing = trace_context.tracing_for(settings, "homework-api")
     database = Database(settings)
     outbound_http = guarded_client(outbound_policy(settings), timeout=5.0)
+    if tracing is not None:
+        tracing.instrument_httpx(outbound_http)
     jwks = JwksCache(
         outbound_http,
         ttl_seconds=settings.idp_jwks_ttl_seconds,
@@ -61,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await outbound_http.aclose()
         await database.dispose()
         metrics.forget_this_process()
+        if tracing is not None:
+            tracing.flush()  # the last spans, before the process exits
 
     app = FastAPI(
         title="Homework API",
@@ -69,6 +76,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
+        # FastAPI's own OpenTelemetry support stays off: it would trace through whatever
+        # global provider a process has, past our scrubbing (app.core.tracing), and check for
+        # one on every request. Ours is installed below, when tracing is on.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.settings = settings
     app.state.clock = Clock()
@@ -99,6 +110,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, count_requests=settings.metrics_enabled)
     app.add_middleware(CORSMiddleware, **cors.middleware_options(settings))
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.env == Environment.production)
+    if tracing is not None:  # outermost: the request's span is current in every middleware
+        tracing.instrument_app(app)
     return app
 
 
@@ -106,7 +119,11 @@ def create_served_app() -> FastAPI:
     """The app as `homework serve` runs it: its start-up objects (modules, tables, schemas,
     routes) frozen out of the garbage collector's reach, so a full collection no longer walks
     them all in the middle of a request (the tail of p99)."""
-    app = create_app()
+    settings = get_settings()
+    # Again here: with --workers N uvicorn spawns fresh processes, which never ran `serve`'s
+    # set-up (without it their access logs went nowhere).
+    configure_logging(settings.log_level)
+    app = create_app(settings)
     gc.collect()
     gc.freeze()
     return app

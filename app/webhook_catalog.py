@@ -100,6 +100,16 @@ WebhookSignature = Annotated[
         "rotation's overlap two signatures, space-separated: one per secret; either verifies.",
     ),
 ]
+Traceparent = Annotated[
+    str,
+    Header(
+        alias="traceparent",
+        description="W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API "
+        "call (or background job) that caused the event, with a span id of this attempt's "
+        "own; the trace id is the one your call got back in our logs and traces. Not signed: "
+        "for correlating logs, never for trust.",
+    ),
+]
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "Any 2xx within 15 s: delivered. Answer quickly, work later."},
@@ -278,6 +288,7 @@ def _receiver(entry: Entry, number: int) -> Receiver:
         webhook_id: WebhookId,
         webhook_timestamp: WebhookTimestamp,
         webhook_signature: WebhookSignature,
+        traceparent: Traceparent,
     ) -> None:
         """Documentation only: the vendor's receiver, not ours."""
 

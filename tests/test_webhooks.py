@@ -371,7 +371,8 @@ def test_the_openapi_document_describes_every_event_type_with_a_valid_example() 
         operation = item["post"]
         assert operation["description"], name
         headers = {p["name"] for p in operation["parameters"] if p["in"] == "header"}
-        assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}, name
+        signed = {"webhook-id", "webhook-timestamp", "webhook-signature"}
+        assert headers == signed | {"traceparent"}, name
         assert {"200", "410", "default"} <= set(operation["responses"]), name
         media = operation["requestBody"]["content"]["application/json"]
         assert media["schema"] == {"$ref": "#/components/schemas/WebhookPayload"}

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     # rate limits comes from there; anyone else could claim any address.
     server_forwarded_allow_ips: str = "127.0.0.1"
     log_level: str = "INFO"
+    # OpenTelemetry tracing (docs/OBSERVABILITY.md): off unless this or the standard
+    # OTEL_EXPORTER_OTLP_ENDPOINT names an OTLP/HTTP collector (http://collector:4318).
+    # The service name: unset, homework-api for `serve` and homework-worker for `worker`.
+    tracing_endpoint: str | None = None
+    tracing_service_name: str | None = None
     readiness_timeout_seconds: float = Field(default=2.0, gt=0)
     # How long `homework migrate upgrade` / `serve` waits for another process's migration to
     # finish (they take turns under a lock: app/core/migrations.py) before giving up with an

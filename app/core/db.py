@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import AsyncAdaptedQueuePool
 
-from app.core import metrics, wakeups
+from app.core import metrics, trace_context, wakeups
 from app.core.config import Settings
 
 POOL_REPORT_SECONDS = 1.0
@@ -125,6 +125,9 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = create_engine(settings)
+        tracing = trace_context.active()
+        if tracing is not None:  # off: no listener at all on the engine
+            tracing.instrument_engine(self.engine)
         self.sessionmaker = async_sessionmaker(self.engine, expire_on_commit=False)
         # Statements that commit one by one. SQLite keeps its transactions: its `begin` hook
         # takes the write lock, and a write outside one would be no faster there.

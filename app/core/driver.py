@@ -127,12 +127,25 @@ class Statement:
 
     async def _send(self, connection: AsyncConnection, method: str, parameters: list[Any]) -> Any:
         """Send the statement on the asyncpg connection under `connection`, as SQLAlchemy would
-        have: announced to its `before_cursor_execute` listeners (query counters, tracing),
+        have: announced to its `before_cursor_execute` and `after_cursor_execute` listeners
+        (query counters, tracing),
         inside the session's transaction, and failing with SQLAlchemy's exceptions."""
         many = method == "executemany"
         sync = connection.sync_connection
         assert sync is not None
-        sync.dispatch.before_cursor_execute(sync, None, self.sql, parameters, None, many)
+        # An execution context of our own, as listeners keep per-statement state on it
+        # (OpenTelemetry's SQLAlchemy tracer, its span): announced before and after.
+        context = _DriverContext()
+        sync.dispatch.before_cursor_execute(sync, None, self.sql, parameters, context, many)
+        try:
+            return await self._send_raw(connection, method, parameters)
+        finally:
+            sync.dispatch.after_cursor_execute(sync, None, self.sql, parameters, context, many)
+
+    async def _send_raw(
+        self, connection: AsyncConnection, method: str, parameters: list[Any]
+    ) -> Any:
+        many = method == "executemany"
         raw = await connection.get_raw_connection()
         # Private parts of SQLAlchemy's asyncpg adapter, hence the pin to SQLAlchemy's minor
         # version in pyproject.toml: `autocommit`, `_transaction` (None until BEGIN is sent),
@@ -149,6 +162,10 @@ class Statement:
             return await (send(self.sql, parameters) if many else send(self.sql, *parameters))
         except Exception as error:
             raise await _translated(connection, adapter, self.sql, error) from error
+
+
+class _DriverContext:
+    """What stands for SQLAlchemy's execution context on the driver's path: an attribute bag."""
 
 
 async def _translated(

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core import metrics
+from app.core import metrics, trace_context
 from app.core.errors import InternalError, PayloadTooLarge, problem_response
 
 REQUEST_ID_HEADER = "x-request-id"
@@ -28,8 +28,9 @@ error_log = logging.getLogger("homework.errors")
 
 class RequestContextMiddleware:
     """Gives every request an id (the caller's, if it is safe to echo), returns it on the
-    response, writes one access-log line, and turns any unhandled exception into a 500
-    problem that leaks nothing."""
+    response, writes one access-log line with the request's trace id (its span's with tracing
+    on; else the caller's traceparent's, or a new one: a line can always be correlated), and
+    turns any unhandled exception into a 500 problem that leaks nothing."""
 
     def __init__(self, app: ASGIApp, *, count_requests: bool = True) -> None:
         self.app = app
@@ -39,9 +40,12 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        offered = Request(scope).headers.get(REQUEST_ID_HEADER, "")
+        headers = Request(scope).headers
+        offered = headers.get(REQUEST_ID_HEADER, "")
         request_id = offered if _SAFE_REQUEST_ID.match(offered) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        # Bound for the request: the events it records keep it for their deliveries.
+        trace_id, trace_token = trace_context.begin(headers.get(trace_context.TRACEPARENT))
         started = time.perf_counter()
         status = 500
         response_started = False
@@ -60,12 +64,14 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send_with_id)
         except Exception:
             error_log.exception(
-                "unhandled error", extra={"request_id": request_id, **_route_fields(scope)}
+                "unhandled error",
+                extra={"request_id": request_id, "trace_id": trace_id, **_route_fields(scope)},
             )
             if response_started:
                 raise
             await problem_response(Request(scope), InternalError())(scope, receive, send_with_id)
         finally:
+            trace_context.end(trace_token)
             elapsed = time.perf_counter() - started
             route = _route_fields(scope)
             if self.count_requests:
@@ -74,6 +80,7 @@ class RequestContextMiddleware:
                 "request",
                 extra={
                     "request_id": request_id,
+                    "trace_id": trace_id,
                     **route,
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 2),

@@ -35,3 +35,6 @@ class Event(Base):
     fanned_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # Only for events meant for one endpoint (a test event).
     endpoint_id: Mapped[str | None] = mapped_column(String(40))
+    # The W3C traceparent of the request (or worker batch) that recorded it: its deliveries,
+    # sent later, continue that trace (app.core.trace_context). Ids only.
+    traceparent: Mapped[str | None] = mapped_column(String(55))

@@ -12,7 +12,7 @@ from enum import StrEnum
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core import wakeups
+from app.core import trace_context, wakeups
 from app.core.driver import Statement, values_of
 from app.core.ids import new_id
 from app.models import Event
@@ -53,6 +53,7 @@ def new_event(
         client_id=client_id,
         subject={name: value for name, value in ids.items() if value is not None},
         changed_fields=sorted(changed_fields),
+        traceparent=trace_context.origin(),
     )
 
 

@@ -14,10 +14,13 @@ and the database holds nothing that a lost worker would leave stuck.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.services.webhooks.dispatch import Outcome
+
+logger = logging.getLogger("homework.webhooks")
 
 
 @dataclass
@@ -67,9 +70,11 @@ class Breakers:
             if outcome.attempted_at >= state.open_until:
                 state.cooldown = min(2 * (state.cooldown or self.cooldown), self.max_cooldown)
                 state.open_until = now + state.cooldown
+                _opened(outcome, state)
         elif state.failures >= self.threshold:
             state.cooldown = self.cooldown
             state.open_until = now + state.cooldown
+            _opened(outcome, state)
 
     def is_probing(self, endpoint_id: str) -> bool:
         """The circuit was open and its cooldown is over: the next attempt is a probe."""
@@ -84,3 +89,15 @@ class Breakers:
 
     def open_endpoints(self, now: datetime) -> list[str]:
         return [e for e, s in self._states.items() if s.open_until and now < s.open_until]
+
+
+def _opened(outcome: Outcome, state: _State) -> None:
+    logger.info(
+        "webhook circuit opened",
+        extra={
+            "endpoint_id": outcome.claimed.endpoint_id,
+            "tenant_id": outcome.claimed.tenant_id,
+            "failures": state.failures,
+            "cooldown_seconds": state.cooldown.total_seconds() if state.cooldown else None,
+        },
+    )

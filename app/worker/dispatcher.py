@@ -36,6 +36,7 @@ from app.core.outbound import GuardedPoster, OutboundPolicy
 from app.services.webhooks import dispatch, sender
 from app.services.webhooks.dispatch import INTERRUPTED, Claimed, Outcome
 from app.worker.breaker import Breakers
+from app.worker.delivery_log import log_attempt
 from app.worker.liveness import Liveness
 
 logger = logging.getLogger("homework.worker")
@@ -295,6 +296,7 @@ class Dispatcher:
             outcome = Outcome(held.claimed, self.now(), None, 0, error=INTERRUPTED)
         else:
             outcome = task.result()
+        log_attempt(outcome)
         self.breakers.observe(outcome, self.now())
         self._count(outcome, circuit)
         self._finished.append(outcome)

@@ -24,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 import app
-from app.core import metrics, wakeups
+from app.core import metrics, trace_context, wakeups
 from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.db import Database, report_pool_forever
@@ -34,7 +34,9 @@ from app.worker.listen import wake_on_new_events
 from app.worker.liveness import Liveness
 
 logger = logging.getLogger("homework.worker")
-REPORT_EVERY_SECONDS = 10.0
+# At most one "worker progress" line this often, and none at all while nothing happens: a busy
+# worker writes ~300 lines a day, an idle one none (the metrics show the rest).
+REPORT_EVERY_SECONDS = 300.0
 FAILED_JOB_PAUSE_SECONDS = 1.0
 STARTING = "starting"
 
@@ -168,7 +170,8 @@ async def _keep_running(
             try:
                 now = clock.now()
                 handled = await _run_batch(job, database, now, settings.worker_batch_size)
-                progress[job.name] += handled
+                if handled:  # a zero would make the next report non-empty: a line while idle
+                    progress[job.name] += handled
                 if handled >= settings.worker_batch_size:
                     continue
                 if job.next_due is not None:
@@ -189,7 +192,8 @@ async def _run_batch(job: Job, database: Database, now: datetime, batch_size: in
     """One batch of `job`, counted and timed for the metrics (a failed one too)."""
     started = time.perf_counter()
     try:
-        handled = await job.run(database, now, batch_size)
+        with trace_context.new_origin():  # the trace its events' deliveries continue
+            handled = await job.run(database, now, batch_size)
     except Exception:
         metrics.series(metrics.JOB_FAILURES, job.name).inc()
         raise
@@ -201,7 +205,7 @@ async def _run_batch(job: Job, database: Database, now: datetime, batch_size: in
 
 
 async def _report(progress: Counter[str], stop: asyncio.Event) -> None:
-    """Every few seconds, one line of what the jobs did since the last one (if anything)."""
+    """Every few minutes, one line of what the jobs did since the last one (if anything)."""
     last = time.monotonic()
     while not stop.is_set():
         await wakeups.first_of(stop, timeout=REPORT_EVERY_SECONDS)

@@ -8,6 +8,7 @@ in one-off rounds at fixed times against a loopback receiver that answers too la
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from app.core.logging import JsonFormatter
 from app.main import create_app
 from app.models import WebhookAttempt, WebhookDelivery
 from app.services.events import EventType, record_event
@@ -310,3 +312,15 @@ async def test_an_endpoint_that_keeps_timing_out_is_cut_off_then_probed_then_let
             assert await _attempts(world, slow_id) == before
         finally:
             await app.state.database.dispose()
+
+
+def test_opening_is_logged_by_endpoint_id_never_by_url(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="homework.webhooks")
+    b = breakers()
+    fail(b, b.threshold - 1, T0)
+    assert not caplog.records
+    fail(b, 1, T0)
+    (line,) = caplog.records
+    assert line.getMessage() == "webhook circuit opened"
+    assert (line.endpoint_id, line.tenant_id, line.failures) == ("whe_slow", "tnt_1", 5)  # type: ignore[attr-defined]
+    assert "hooks.example" not in JsonFormatter().format(line)

@@ -79,6 +79,8 @@ class Claimed:
     secrets: tuple[str, ...]
     body: bytes
     attempt: int
+    # The event's origin (app.core.trace_context): the attempt's traceparent continues it.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +230,7 @@ async def claim(
                 secrets=signing,
                 body=payload_body(event),
                 attempt=attempts + 1,
+                traceparent=event.traceparent,
             )
         )
     if cancelled:
@@ -425,6 +428,10 @@ async def _disable(
     if not endpoint.enabled:
         return
     endpoint.enabled, endpoint.disabled_reason, endpoint.disabled_at = False, reason, now
+    log.info(
+        "webhook endpoint disabled",
+        extra={"endpoint_id": endpoint.id, "tenant_id": endpoint.tenant_id, "reason": reason},
+    )
     await session.execute(
         update(WebhookDelivery)
         .where(WebhookDelivery.endpoint_id == endpoint.id, WebhookDelivery.state == "pending")

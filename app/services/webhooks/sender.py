@@ -3,6 +3,9 @@
 The `webhook-timestamp` is the clock read as the attempt starts, so it is never older than the
 attempt (receivers refuse timestamps more than 5 minutes off). `deadline` bounds the whole POST,
 answer included, so a receiver dripping its answer byte by byte cannot hold the attempt.
+
+Each attempt carries a `traceparent` that continues the trace of the request (or worker batch)
+that recorded the event, with a span id of the attempt's own (its span, when tracing is on).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from datetime import datetime
 
 import aiohttp
 
+from app.core import trace_context
 from app.core.outbound import GuardedPoster, UnsafeUrl
 from app.services.webhooks import signing
 from app.services.webhooks.dispatch import Claimed, Outcome, retry_after_of
@@ -24,10 +28,32 @@ RESPONSE_BODY_LIMIT = 2048
 async def attempt(
     http: GuardedPoster, claimed: Claimed, now: Callable[[], datetime], deadline: float
 ) -> Outcome:
+    with trace_context.delivery(
+        claimed.traceparent,
+        delivery_id=claimed.delivery_id,
+        endpoint_id=claimed.endpoint_id,
+        tenant_id=claimed.tenant_id,
+        event_id=claimed.event_id,
+        attempt=claimed.attempt,
+    ) as trace:
+        outcome = await _attempt(http, claimed, now, deadline, trace.traceparent)
+        trace.ended(outcome.status_code, outcome.delivered)
+    return outcome
+
+
+async def _attempt(
+    http: GuardedPoster,
+    claimed: Claimed,
+    now: Callable[[], datetime],
+    deadline: float,
+    traceparent: str,
+) -> Outcome:
     attempted_at = now()
     headers = signing.headers(
         claimed.secrets, claimed.event_id, int(attempted_at.timestamp()), claimed.body
     )
+    # Not signed (Standard Webhooks signs the id, timestamp and body): correlation, not proof.
+    headers[trace_context.TRACEPARENT] = traceparent
     started = time.perf_counter()
     status = retry_after = error = text = None
     try:

@@ -11890,6 +11890,8 @@ export interface operations {
                 "webhook-timestamp": string;
                 /** @description `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` keyed with the endpoint's `whsec_` secret (base64 after the prefix). During a secret rotation's overlap two signatures, space-separated: one per secret; either verifies. */
                 "webhook-signature": string;
+                /** @description W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API call (or background job) that caused the event, with a span id of this attempt's own; the trace id is the one your call got back in our logs and traces. Not signed: for correlating logs, never for trust. */
+                traceparent: string;
             };
             path?: never;
             cookie?: never;
@@ -11933,6 +11935,8 @@ export interface operations {
                 "webhook-timestamp": string;
                 /** @description `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` keyed with the endpoint's `whsec_` secret (base64 after the prefix). During a secret rotation's overlap two signatures, space-separated: one per secret; either verifies. */
                 "webhook-signature": string;
+                /** @description W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API call (or background job) that caused the event, with a span id of this attempt's own; the trace id is the one your call got back in our logs and traces. Not signed: for correlating logs, never for trust. */
+                traceparent: string;
             };
             path?: never;
             cookie?: never;
@@ -11976,6 +11980,8 @@ export interface operations {
                 "webhook-timestamp": string;
                 /** @description `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` keyed with the endpoint's `whsec_` secret (base64 after the prefix). During a secret rotation's overlap two signatures, space-separated: one per secret; either verifies. */
                 "webhook-signature": string;
+                /** @description W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API call (or background job) that caused the event, with a span id of this attempt's own; the trace id is the one your call got back in our logs and traces. Not signed: for correlating logs, never for trust. */
+                traceparent: string;
             };
             path?: never;
             cookie?: never;
@@ -12019,6 +12025,8 @@ export interface operations {
                 "webhook-timestamp": string;
                 /** @description `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` keyed with the endpoint's `whsec_` secret (base64 after the prefix). During a secret rotation's overlap two signatures, space-separated: one per secret; either verifies. */
                 "webhook-signature": string;
+                /** @description W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API call (or background job) that caused the event, with a span id of this attempt's own; the trace id is the one your call got back in our logs and traces. Not signed: for correlating logs, never for trust. */
+                traceparent: string;
             };
             path?: never;
             cookie?: never;
@@ -12062,6 +12070,8 @@ export interface operations {
                 "webhook-timestamp": string;
                 /** @description `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` keyed with the endpoint's `whsec_` secret (base64 after the prefix). During a secret rotation's overlap two signatures, space-separated: one per secret; either verifies. */
                 "webhook-signature": string;
+                /** @description W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API call (or background job) that caused the event, with a span id of this attempt's own; the trace id is the one your call got back in our logs and traces. Not signed: for correlating logs, never for trust. */
+                traceparent: string;
             };
             path?: never;
             cookie?: never;
@@ -12105,6 +12115,8 @@ export interface operations {
                 "webhook-timestamp": string;
                 /** @description `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` keyed with the endpoint's `whsec_` secret (base64 after the prefix). During a secret rotation's overlap two signatures, space-separated: one per secret; either verifies. */
                 "webhook-signature": string;
+                /** @description W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API call (or background job) that caused the event, with a span id of this attempt's own; the trace id is the one your call got back in our logs and traces. Not signed: for correlating logs, never for trust. */
+                traceparent: string;
             };
             path?: never;
             cookie?: never;
@@ -12148,6 +12160,8 @@ export interface operations {
                 "webhook-timestamp": string;
                 /** @description `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` keyed with the endpoint's `whsec_` secret (base64 after the prefix). During a secret rotation's overlap two signatures, space-separated: one per secret; either verifies. */
                 "webhook-signature": string;
+                /** @description W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API call (or background job) that caused the event, with a span id of this attempt's own; the trace id is the one your call got back in our logs and traces. Not signed: for correlating logs, never for trust. */
+                traceparent: string;
             };
             path?: never;
             cookie?: never;
@@ -12191,6 +12205,8 @@ export interface operations {
                 "webhook-timestamp": string;
                 /** @description `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` keyed with the endpoint's `whsec_` secret (base64 after the prefix). During a secret rotation's overlap two signatures, space-separated: one per secret; either verifies. */
                 "webhook-signature": string;
+                /** @description W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API call (or background job) that caused the event, with a span id of this attempt's own; the trace id is the one your call got back in our logs and traces. Not signed: for correlating logs, never for trust. */
+                traceparent: string;
             };
             path?: never;
             cookie?: never;
@@ -12234,6 +12250,8 @@ export interface operations {
                 "webhook-timestamp": string;
                 /** @description `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` keyed with the endpoint's `whsec_` secret (base64 after the prefix). During a secret rotation's overlap two signatures, space-separated: one per secret; either verifies. */
                 "webhook-signature": string;
+                /** @description W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API call (or background job) that caused the event, with a span id of this attempt's own; the trace id is the one your call got back in our logs and traces. Not signed: for correlating logs, never for trust. */
+                traceparent: string;
             };
             path?: never;
             cookie?: never;
@@ -12277,6 +12295,8 @@ export interface operations {
                 "webhook-timestamp": string;
                 /** @description `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` keyed with the endpoint's `whsec_` secret (base64 after the prefix). During a secret rotation's overlap two signatures, space-separated: one per secret; either verifies. */
                 "webhook-signature": string;
+                /** @description W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API call (or background job) that caused the event, with a span id of this attempt's own; the trace id is the one your call got back in our logs and traces. Not signed: for correlating logs, never for trust. */
+                traceparent: string;
             };
             path?: never;
             cookie?: never;
@@ -12320,6 +12340,8 @@ export interface operations {
                 "webhook-timestamp": string;
                 /** @description `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` keyed with the endpoint's `whsec_` secret (base64 after the prefix). During a secret rotation's overlap two signatures, space-separated: one per secret; either verifies. */
                 "webhook-signature": string;
+                /** @description W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API call (or background job) that caused the event, with a span id of this attempt's own; the trace id is the one your call got back in our logs and traces. Not signed: for correlating logs, never for trust. */
+                traceparent: string;
             };
             path?: never;
             cookie?: never;
@@ -12363,6 +12385,8 @@ export interface operations {
                 "webhook-timestamp": string;
                 /** @description `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` keyed with the endpoint's `whsec_` secret (base64 after the prefix). During a secret rotation's overlap two signatures, space-separated: one per secret; either verifies. */
                 "webhook-signature": string;
+                /** @description W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API call (or background job) that caused the event, with a span id of this attempt's own; the trace id is the one your call got back in our logs and traces. Not signed: for correlating logs, never for trust. */
+                traceparent: string;
             };
             path?: never;
             cookie?: never;
@@ -12406,6 +12430,8 @@ export interface operations {
                 "webhook-timestamp": string;
                 /** @description `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` keyed with the endpoint's `whsec_` secret (base64 after the prefix). During a secret rotation's overlap two signatures, space-separated: one per secret; either verifies. */
                 "webhook-signature": string;
+                /** @description W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API call (or background job) that caused the event, with a span id of this attempt's own; the trace id is the one your call got back in our logs and traces. Not signed: for correlating logs, never for trust. */
+                traceparent: string;
             };
             path?: never;
             cookie?: never;
@@ -12449,6 +12475,8 @@ export interface operations {
                 "webhook-timestamp": string;
                 /** @description `v1,<base64 HMAC-SHA256 of '{webhook-id}.{webhook-timestamp}.{body}'>` keyed with the endpoint's `whsec_` secret (base64 after the prefix). During a secret rotation's overlap two signatures, space-separated: one per secret; either verifies. */
                 "webhook-signature": string;
+                /** @description W3C Trace Context (`00-<trace id>-<span id>-<flags>`): the trace of the API call (or background job) that caused the event, with a span id of this attempt's own; the trace id is the one your call got back in our logs and traces. Not signed: for correlating logs, never for trust. */
+                traceparent: string;
             };
             path?: never;
             cookie?: never;
