@@ -65,12 +65,16 @@ $(TS_STAMP): $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
 	cd $(TS_DIR) && npm ci --prefer-offline --no-audit --no-fund
 	touch $@
 
-# npm ci, the drift check, tsc, then examples/flow.ts against a server on a temporary database.
+# npm ci, the drift check, the package (npm pack builds dist/; the tarball installed into a
+# scratch app, compiled against and run from plain Node), tsc over src/ and examples/ (which
+# import dist/ by the package's name), then examples/flow.ts; each run against a server on a
+# temporary database.
 test-client: install
 ifeq ($(HAVE_NODE),yes)
 	cd $(TS_DIR) && npm ci --prefer-offline --no-audit --no-fund
 	touch $(TS_STAMP)
 	@$(MAKE) --no-print-directory client-check
+	VENV=$(abspath $(VENV)) $(TS_DIR)/test-package.sh
 	cd $(TS_DIR) && node_modules/.bin/tsc --noEmit
 	VENV=$(abspath $(VENV)) $(TS_DIR)/run-example.sh
 else
@@ -84,7 +88,7 @@ lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements-dev.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache homework.db* $(TS_DIR)/node_modules
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache homework.db* $(TS_DIR)/node_modules $(TS_DIR)/dist
 
 # The API under load beside a bare Starlette + asyncpg ceiling (PostgreSQL; installs wrk).
 bench: install

@@ -8,6 +8,10 @@
  *   HOMEWORK_URL=http://127.0.0.1:8000 HOMEWORK_CLIENT_ID=oac_… HOMEWORK_CLIENT_SECRET=hws_… \
  *     npx tsx examples/flow.ts
  *
+ * It imports the package by its name, as an app that installed it would: Node resolves
+ * `@homework/api-client` to this folder's own build (dist/, `npm run build`) through the
+ * `exports` of package.json.
+ *
  * Exits 1 on any unexpected status, printing the problem's type, title and request id (never
  * a body we sent: problem details do not echo input).
  */
@@ -19,7 +23,7 @@ import {
   TokenError,
   type HomeworkClient,
   type Schemas,
-} from "../src/index.js";
+} from "@homework/api-client";
 
 /** What every openapi-fetch call resolves to: `data` on success, else `error`. */
 interface Result<T> {
