@@ -6,7 +6,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements-dev.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint typecheck pytest openapi lock clean bench client client-check test-client
+.PHONY: install run test lint typecheck pytest openapi lock clean bench client client-check test-client \
+	lint-openapi redocly
 
 # The TypeScript client (clients/typescript/) is generated from openapi/openapi.json. Its
 # checks need node and npm; without them `make test-client` says it skipped them.
@@ -14,6 +15,13 @@ TS_DIR     := clients/typescript
 TS_STAMP   := $(TS_DIR)/node_modules/.installed
 HAVE_NODE  := $(shell command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 && echo yes)
 OPENAPI_TS := node_modules/.bin/openapi-typescript ../../openapi/openapi.json --default-non-nullable false
+
+# Redocly CLI lints openapi/openapi.json (redocly.yaml: the recommended rules). Pinned in its own
+# folder, installed from its lock; tests/test_openapi_lint.py runs it. No telemetry, no update
+# check: the lint reaches for nothing beyond this machine.
+REDOCLY_DIR   := tools/redocly
+REDOCLY_STAMP := $(REDOCLY_DIR)/node_modules/.installed
+REDOCLY_ENV   := REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true
 
 install: $(STAMP)
 
@@ -37,9 +45,25 @@ lint: install
 typecheck: install
 	$(BIN)/mypy app
 
-pytest: install
+pytest: install redocly
 	@scripts/ensure-postgres
 	$(BIN)/pytest -n 2
+
+# Installs the pinned Redocly CLI for the lint test (nothing without node, where the test skips).
+redocly:
+ifeq ($(HAVE_NODE),yes)
+	@$(MAKE) --no-print-directory $(REDOCLY_STAMP)
+else
+	@echo "SKIPPED: installing Redocly CLI (node and npm are not on PATH)"
+endif
+
+$(REDOCLY_STAMP): $(REDOCLY_DIR)/package.json $(REDOCLY_DIR)/package-lock.json
+	cd $(REDOCLY_DIR) && npm ci --prefer-offline --no-audit --no-fund
+	touch $@
+
+# The lint on its own (the test runs the same command).
+lint-openapi: $(REDOCLY_STAMP)
+	$(REDOCLY_ENV) $(REDOCLY_DIR)/node_modules/.bin/redocly lint --config redocly.yaml openapi/openapi.json
 
 openapi: install
 	$(BIN)/homework openapi
@@ -88,7 +112,8 @@ lock: install
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --generate-hashes -o requirements-dev.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache homework.db* $(TS_DIR)/node_modules $(TS_DIR)/dist
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache homework.db* $(TS_DIR)/node_modules \
+		$(TS_DIR)/dist $(REDOCLY_DIR)/node_modules
 
 # The API under load beside a bare Starlette + asyncpg ceiling (PostgreSQL; installs wrk).
 bench: install

@@ -69,12 +69,17 @@ def running(command: Sequence[str], *, port: int, cwd: Path, env: dict[str, str]
                 time.sleep(0.1)
             yield
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            stop(server)
+
+
+def stop(process: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
+    """Asks a process of ours to end, then makes it."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def uvicorn_command(port: int) -> list[str]:

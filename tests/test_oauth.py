@@ -195,4 +195,13 @@ async def test_jwks_and_metadata(client: httpx.AsyncClient, world: World) -> Non
     assert jwt.decode(token, key, algorithms=["ES256"], audience="homework-api")["sub"]
     metadata = (await client.get("/.well-known/oauth-authorization-server")).json()
     assert metadata["token_endpoint"].endswith("/oauth/token")
-    assert EXCHANGE in metadata["grant_types_supported"]
+    assert metadata["grant_types_supported"] == ["client_credentials", EXCHANGE]
+    # Only what we support: no authorization endpoint, so no response type (RFC 8414 requires
+    # the member, hence an empty list), and the client authentication methods we take, with
+    # no signing algorithms, which only JWT client authentication would use.
+    assert "authorization_endpoint" not in metadata
+    assert metadata["response_types_supported"] == []
+    methods = ["client_secret_basic", "client_secret_post"]
+    for endpoint in ("token", "revocation", "introspection"):
+        assert metadata[f"{endpoint}_endpoint_auth_methods_supported"] == methods
+    assert not [name for name in metadata if "signing_alg" in name]

@@ -1,8 +1,19 @@
 """The OpenAPI document: built from the app, then made to say what FastAPI alone does not.
 
-- Every operation states the exact scopes it needs, as OAuth 2.0 security requirements: one
-  alternative per kind of caller that may hold the scope (`system/clients.r` OR
-  `clinician/clients.r` OR `client/clients.r`), read from the route's own `require(...)`.
+- Every operation states the exact scopes it needs, read from the route's own `require(...)`,
+  as security requirements: the OAuth 2.0 client-credentials scheme with the `system` scope
+  (the flow lists only `system/*` scopes: nothing else can be had by client credentials), and
+  the HTTP bearer scheme with one alternative per kind of caller that may hold the scope
+  (`system/clients.r` OR `clinician/clients.r` OR `client/clients.r`; OpenAPI 3.1 lets a
+  non-OAuth requirement name roles). The bearer scheme is where `/docs` takes a pasted
+  clinician's or client's token. Public routes say `security: []`; the OAuth endpoints name
+  the client authentication they take.
+- Webhooks name their signature (`webhookSignature`) and its three headers.
+- Error responses are `application/problem+json` only, as the server sends them (FastAPI adds
+  `application/json` for every `model=`).
+- Every request body and JSON success response carries an example, taken from the schema's
+  own (the models' `examples`, next to the fields they describe).
+- Tags, servers, licence and contact are declared.
 - Validation errors are problem+json, as the service answers them, not FastAPI's default shape.
 - Every operation that takes a body documents the 413 that the body size limit answers and
   the 408 that the body deadline answers (middleware, which FastAPI cannot see).
@@ -33,9 +44,12 @@ from app.core.errors import (
     ServiceUnavailable,
 )
 from app.core.routing import AppRoute, TransactionRoute
-from app.core.scopes import ALL_SCOPES, ROLE_SCOPES, Context
+from app.core.scopes import ROLE_SCOPES, Context
 
 SECURITY_SCHEME = "oauth2"
+BEARER_SCHEME = "bearer"
+CLIENT_BASIC_SCHEME = "clientBasic"
+WEBHOOK_SCHEME = "webhookSignature"
 PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetail"}
 
 
@@ -49,27 +63,129 @@ def required_scope(dependant: Dependant) -> tuple[str, str] | None:
 
 
 def _security(resource: str, permission: str) -> list[dict[str, list[str]]]:
-    return [
-        {SECURITY_SCHEME: [f"{context}/{resource}.{permission}"]}
+    """The client-credentials flow for the system scope (what Swagger UI's Authorize dialog can
+    fetch), then a pasted bearer token of each kind that may hold the scope."""
+    needed = [
+        f"{context}/{resource}.{permission}"
         for context in Context
         if ROLE_SCOPES[context].allows(context, resource, permission)
     ]
+    system = [{SECURITY_SCHEME: [scope]} for scope in needed if scope.startswith("system/")]
+    return system + [{BEARER_SCHEME: [scope]} for scope in needed]
+
+
+# The OAuth endpoints authenticate the calling OAuth client, by Basic (client_secret_basic) or
+# by `client_id` and `client_secret` in the form (client_secret_post). OpenAPI has no scheme for
+# credentials in a form body: the empty alternative says the request may carry no
+# Authorization header at all, and the scheme's description says what it carries instead.
+_CLIENT_AUTHENTICATION: list[dict[str, list[str]]] = [{CLIENT_BASIC_SCHEME: []}, {}]
+CLIENT_AUTHENTICATED = {"/oauth/token", "/oauth/revoke", "/oauth/introspect"}
 
 
 PERMISSION_NAMES = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}
 
 
-def _scope_descriptions() -> dict[str, str]:
-    """Every single-permission scope a role may hold (tokens may ask for several at once, as in
-    `system/clients.rs`)."""
+def _scope_descriptions(context: Context) -> dict[str, str]:
+    """Every single-permission scope one role may hold (tokens may ask for several at once, as
+    in `system/clients.rs`)."""
     return {
         f"{scope.context}/{scope.resource}.{permission}": (
             f"{PERMISSION_NAMES[permission]} {scope.resource} as {scope.context}"
         )
-        for scope in ALL_SCOPES.scopes()
+        for scope in ROLE_SCOPES[context].scopes()
         for permission in "cruds"
         if permission in scope.permissions
     }
+
+
+TOKENS_BY_ROLE = """
+## Getting a token for each role
+
+Every `/v1` call takes `Authorization: Bearer <access token>`; the token's kind decides what
+it may see.
+
+- **system** (your backend, the whole tenant): OAuth 2.0 client credentials,
+  `POST /oauth/token` with `grant_type=client_credentials` and your OAuth client's id and secret
+  (Basic, or `client_id` and `client_secret` in the form). In Authorize below, the `oauth2`
+  scheme does this for you: enter the client id and secret and pick `system/*` scopes.
+- **clinician** or **client** (an app acting for one person): your backend exchanges its
+  credentials for one (RFC 8693): `POST /oauth/token` with
+  `grant_type=urn:ietf:params:oauth:grant-type:token-exchange`, `subject_token` the person's
+  id and `subject_token_type` one of `urn:homework:token-type:client-external-id`,
+  `urn:homework:token-type:client-id`, `urn:homework:token-type:clinician-external-id` or
+  `urn:homework:token-type:clinician-id` (your own id for them, or ours), and the
+  `client/*` or `clinician/*` scopes wanted. Or, where your tenant trusts your own identity
+  provider (`PUT /v1/identity-provider`), the access token it issued to that person.
+
+Then paste the `access_token` into Authorize, under **bearer**, and try any operation: a client
+token tries `GET /v1/me/homework`, a clinician's `GET /v1/clinicians/{clinician_id}/caseload`.
+"""
+
+TAGS: dict[str, str] = {
+    "health": "Liveness and readiness probes for load balancers and orchestrators.",
+    "oauth": "Access tokens (client credentials, token exchange), their revocation and "
+    "introspection, our signing keys and authorization server metadata.",
+    "identity": "Your tenant's OAuth clients and the identity provider whose tokens it trusts.",
+    "clients": "The people doing homework, and their care teams.",
+    "clinicians": "The clinicians who assign and review homework.",
+    "templates": "Homework templates: the built-in ones and your own, versioned.",
+    "assignments": "Homework assigned to a client: schedule, window, reminders, occurrences, "
+    "and the adjustments a client proposes.",
+    "completions": "What a client recorded for an occurrence, its revisions and the "
+    "clinician's review.",
+    "me": "The calling client's own day: the homework open now, in their time zone.",
+    "reminders": "Reminders due to clients, to dismiss or snooze.",
+    "adherence": "Adherence over time, a clinician's caseload and the summary before a session.",
+    "webhooks": "Webhook endpoints you register, their deliveries, and the webhooks we send.",
+    "events": "The event log behind webhooks, and redelivery.",
+    "audit": "Who read or changed what: the audit trail of your tenant.",
+}
+
+SERVERS = [
+    # Relative, and first: Swagger UI sends "Try it out" to the first server, which must be the
+    # service that served the page (its Content-Security-Policy allows only that origin).
+    {"url": "/", "description": "This service: the one serving this document"},
+    {"url": "http://127.0.0.1:8000", "description": "Local: `make run`"},
+    {
+        "url": "https://api.homework.example",
+        "description": "Production (a placeholder: your deployment's own HTTPS address)",
+    },
+]
+# No LICENSE file and no licence in the README: the code is not published under an open
+# licence, so the document says so rather than inventing one. `LicenseRef-` is SPDX's form for
+# a licence not on its list (OpenAPI 3.1's `identifier` is an SPDX expression).
+LICENSE = {"name": "Proprietary", "identifier": "LicenseRef-Proprietary"}
+# The placeholder production address's reference page: a deployment's own /docs.
+CONTACT = {"name": "Homework API team", "url": "https://api.homework.example/docs"}
+
+_BEARER_DESCRIPTION = (
+    "An access token pasted as it is: a `client` or `clinician` token your backend got by "
+    "token exchange at `POST /oauth/token`, one your own identity provider issued (if your "
+    "tenant trusts it), or a `system` token. JWTs (`at+jwt`); the names listed on each "
+    "operation are the scopes it needs, one of them per alternative."
+)
+_OAUTH_DESCRIPTION = (
+    "Client credentials at `POST /oauth/token`: a `system` token for the vendor's backend. "
+    "Only `system/*` scopes can be had this way; clinician and client tokens come from token "
+    "exchange (see the description above) and are pasted under `bearer`."
+)
+_CLIENT_BASIC_DESCRIPTION = (
+    "The OAuth client's `client_id` and `client_secret` (each form-urlencoded, RFC 6749 "
+    "section 2.3.1) as HTTP Basic (`client_secret_basic`). They may instead be sent as "
+    "`client_id` and `client_secret` in the form body (`client_secret_post`), never both."
+)
+# Webhooks are requests we make to the vendor's receiver. Their authentication is the
+# Standard Webhooks signature: an HMAC in the `webhook-signature` header over the id, the
+# timestamp and the body. OpenAPI has no HMAC scheme; an `apiKey` in that header is the nearest
+# type Redocly's `security-defined` and the spec validator accept, and its description says
+# what the value really is. The three headers are also required parameters of every webhook.
+_WEBHOOK_DESCRIPTION = (
+    "Standard Webhooks (https://www.standardwebhooks.com): `webhook-signature` is `v1,` and "
+    "the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed with the "
+    "endpoint's `whsec_` secret (base64 after the prefix); during a secret rotation, two "
+    "signatures separated by a space. Verify it (and that `webhook-timestamp` is within 5 "
+    "minutes) before trusting a delivery; any Standard Webhooks library does both."
+)
 
 
 def build(app: FastAPI) -> dict[str, Any]:
@@ -77,23 +193,45 @@ def build(app: FastAPI) -> dict[str, Any]:
         title=app.title,
         version=app.version,
         openapi_version=app.openapi_version,
-        description=app.description,
+        description=app.description.rstrip("\n") + "\n" + TOKENS_BY_ROLE,
         routes=app.routes,
         webhooks=app.webhooks.routes,
-        tags=app.openapi_tags,
+        servers=SERVERS,
+        license_info=LICENSE,
+        contact=CONTACT,
     )
     components = document.setdefault("components", {})
-    components.setdefault("securitySchemes", {})[SECURITY_SCHEME] = {
-        "type": "oauth2",
-        "description": "JWT access tokens from `POST /oauth/token`: client credentials for the "
-        "vendor's backend (`system`), token exchange for a clinician or a client.",
-        "flows": {
-            "clientCredentials": {
-                "tokenUrl": "/oauth/token",
-                "scopes": _scope_descriptions(),
-            }
-        },
-    }
+    components.setdefault("securitySchemes", {}).update(
+        {
+            SECURITY_SCHEME: {
+                "type": "oauth2",
+                "description": _OAUTH_DESCRIPTION,
+                "flows": {
+                    "clientCredentials": {
+                        "tokenUrl": "/oauth/token",
+                        "scopes": _scope_descriptions(Context.system),
+                    }
+                },
+            },
+            BEARER_SCHEME: {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": _BEARER_DESCRIPTION,
+            },
+            CLIENT_BASIC_SCHEME: {
+                "type": "http",
+                "scheme": "basic",
+                "description": _CLIENT_BASIC_DESCRIPTION,
+            },
+            WEBHOOK_SCHEME: {
+                "type": "apiKey",
+                "in": "header",
+                "name": "webhook-signature",
+                "description": _WEBHOOK_DESCRIPTION,
+            },
+        }
+    )
     for context in iter_route_contexts(app.routes):
         route = context.original_route
         if not isinstance(route, APIRoute) or not context.path:
@@ -105,17 +243,118 @@ def build(app: FastAPI) -> dict[str, Any]:
                 continue
             if scope is not None:
                 operation["security"] = _security(*scope)
+            elif context.path in CLIENT_AUTHENTICATED:
+                operation["security"] = _CLIENT_AUTHENTICATION
+            else:
+                operation["security"] = []
+            _restore_response_example_nulls(operation, route)
             _problem_validation_errors(operation)
             _body_size_limit(operation)
             if isinstance(route, TransactionRoute):
                 _retry_later(operation, ServiceUnavailable, _UNAVAILABLE_RETRY)
             if isinstance(route, AppRoute) and method == "POST":
                 _retry_later(operation, Conflict, _IN_FLIGHT_RETRY)
+    for webhook in document.get("webhooks", {}).values():
+        for operation in webhook.values():
+            operation["security"] = [{WEBHOOK_SCHEME: []}]
     schemas = components.get("schemas", {})
     schemas.pop("HTTPValidationError", None)
     schemas.pop("ValidationError", None)
     _restore_example_nulls(schemas, app)
+    for operation in _operations(document):
+        _only_problem_media(operation)
+        _media_examples(operation, schemas)
+    document["tags"] = _declared_tags(document)
     return document
+
+
+def json_example(status: int, example: Any) -> dict[int | str, dict[str, Any]]:
+    """A route's `responses=` entry giving one status its own JSON example, where the model's
+    (shared by several routes) does not fit this one."""
+    return {status: {"content": {"application/json": {"example": example}}}}
+
+
+def _operations(document: dict[str, Any]) -> list[dict[str, Any]]:
+    return [
+        operation
+        for section in ("paths", "webhooks")
+        for item in document.get(section, {}).values()
+        for operation in item.values()
+    ]
+
+
+def _declared_tags(document: dict[str, Any]) -> list[dict[str, str]]:
+    """Every tag an operation uses, with its description, in TAGS' order. A tag with no
+    description is a mistake the build refuses."""
+    used = {tag for operation in _operations(document) for tag in operation.get("tags", ())}
+    undescribed = used - set(TAGS)
+    if undescribed:
+        raise RuntimeError(f"tags without a description in TAGS: {sorted(undescribed)}")
+    return [{"name": name, "description": text} for name, text in TAGS.items() if name in used]
+
+
+def _only_problem_media(operation: dict[str, Any]) -> None:
+    """`responses={...: {"model": ProblemDetail}}` makes FastAPI declare `application/json`
+    beside problem+json; the server sends only the latter."""
+    for response in operation.get("responses", {}).values():
+        content = response.get("content", {})
+        if PROBLEM_MEDIA_TYPE in content:
+            content.pop("application/json", None)
+
+
+def _media_examples(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """A media-level `example` for every request body and success response that has none,
+    taken from the schema's own examples (the models keep them next to their fields)."""
+    media_types = list(operation.get("requestBody", {}).get("content", {}).values())
+    for status, response in operation.get("responses", {}).items():
+        if status.startswith("2"):
+            media_types.extend(response.get("content", {}).values())
+    for media in media_types:
+        if "example" in media or "examples" in media or "schema" not in media:
+            continue
+        found = _example_of(media["schema"], schemas)
+        if found is not _NONE:
+            media["example"] = found
+
+
+_NONE = object()
+
+
+def _example_of(schema: dict[str, Any], schemas: dict[str, Any], depth: int = 0) -> Any:
+    """An example value for a schema, from its own or its parts' `examples`, `default`,
+    `const` or `enum`; `_NONE` where nothing says what a value looks like."""
+    if depth > 20:
+        return _NONE
+    if "$ref" in schema:
+        return _example_of(schemas[schema["$ref"].rsplit("/", 1)[1]], schemas, depth + 1)
+    for key in ("examples", "enum"):
+        if schema.get(key):
+            return schema[key][0]
+    for key in ("example", "const", "default"):
+        if key in schema:
+            return schema[key]
+    for key in ("oneOf", "anyOf"):
+        if key in schema:
+            branches = [b for b in schema[key] if b.get("type") != "null"]
+            for branch in branches:
+                found = _example_of(branch, schemas, depth + 1)
+                if found is not _NONE:
+                    return found
+            return None if len(branches) < len(schema[key]) else _NONE
+    if schema.get("type") == "array":
+        item = _example_of(schema.get("items", {}), schemas, depth + 1)
+        return [] if item is _NONE else [item]
+    if schema.get("type") == "object" or "properties" in schema:
+        value = {}
+        for name, part in schema.get("properties", {}).items():
+            found = _example_of(part, schemas, depth + 1)
+            if found is _NONE:
+                if name in schema.get("required", ()):
+                    return _NONE
+                continue
+            value[name] = found
+        return value
+    return _NONE
 
 
 def _restore_example_nulls(schemas: dict[str, Any], app: FastAPI) -> None:
@@ -142,6 +381,15 @@ def _restore_example_nulls(schemas: dict[str, Any], app: FastAPI) -> None:
             if isinstance(extra, dict) and "examples" in extra and model.__name__ in schemas:
                 schemas[model.__name__]["examples"] = extra["examples"]
             pending.extend(field.annotation for field in model.model_fields.values())
+
+
+def _restore_response_example_nulls(operation: dict[str, Any], route: APIRoute) -> None:
+    """The same for the examples a route gives in its own `responses=`."""
+    for status, response in (route.responses or {}).items():
+        for media_type, media in response.get("content", {}).items():
+            if "example" in media:
+                rendered = operation["responses"][str(status)]["content"][media_type]
+                rendered["example"] = media["example"]
 
 
 def _models_in(annotation: Any) -> list[type[BaseModel]]:

@@ -10,12 +10,16 @@ from app.core.clock import NowDep
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.etags import IfMatchHeader, check_if_match, set_etag
+from app.core.openapi_document import json_example
 from app.core.pagination import CursorQuery, LimitQuery, Page
 from app.core.routing import AppRoute
 from app.core.security import Principal, require
 from app.models import Adjustment, Assignment, Occurrence
 from app.schemas.assignment_preview import AssignmentPreview, PreviewOccurrence, PreviewReminder
 from app.schemas.assignments import (
+    DECLINE_EXAMPLE,
+    DECLINED_ADJUSTMENT_EXAMPLE,
+    PROPOSED_ADJUSTMENT_EXAMPLE,
     AdjustmentCreate,
     AdjustmentOut,
     AdjustmentResolve,
@@ -291,7 +295,8 @@ async def list_occurrences(
     "assignment (409): a new title, instructions, difficulty step or, for a recurring "
     "assignment, a new rule. Your backend hears of it through an `adjustment.proposed` event; a "
     "clinician accepts or declines it.",
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422)
+    | json_example(201, PROPOSED_ADJUSTMENT_EXAMPLE),
 )
 async def propose_adjustment(
     assignment_id: AssignmentId,
@@ -364,7 +369,9 @@ async def accept_adjustment(
     summary="Decline a proposal",
     description="For clinicians and your backend; a client gets 403. The assignment stays as it "
     "was; the optional `note` tells the client why. 409 if the proposal was already resolved.",
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422)
+    | json_example(200, DECLINED_ADJUSTMENT_EXAMPLE),
+    openapi_extra={"requestBody": {"content": {"application/json": {"example": DECLINE_EXAMPLE}}}},
 )
 async def decline_adjustment(
     assignment_id: AssignmentId,

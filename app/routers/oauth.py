@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from app.core import rate_limits
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
+from app.core.openapi_document import json_example
 from app.core.routing import TransactionRoute
 from app.core.scopes import ALL_SCOPES
 from app.core.tokens import TokenService, VerifiedToken
@@ -405,10 +406,6 @@ JWKS_EXAMPLE = {
 }
 
 
-def _json_example(example: Any) -> dict[int | str, dict[str, Any]]:
-    return {200: {"content": {"application/json": {"example": example}}}}
-
-
 @router.get(
     "/.well-known/jwks.json",
     operation_id="get_jwks",
@@ -416,7 +413,7 @@ def _json_example(example: Any) -> dict[int | str, dict[str, Any]]:
     description="The JWK Set that verifies our access tokens: pick the key by the token's "
     "`kid`. Every configured key is published and the first one signs, so tokens signed by "
     "a retiring key keep verifying until they expire. No token needed.",
-    responses=_json_example(JWKS_EXAMPLE),
+    responses=json_example(200, JWKS_EXAMPLE),
 )
 async def jwks(request: Request) -> dict[str, Any]:
     tokens: TokenService = request.app.state.tokens
@@ -435,8 +432,13 @@ def _metadata(issuer: str) -> dict[str, Any]:
         "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
         "scopes_supported": [str(s) for s in ALL_SCOPES.scopes()],
-        "response_types_supported": ["token"],
-        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256"],
+        # RFC 8414 section 2 makes this member REQUIRED, and it lists the `response_type`
+        # values of the authorization endpoint. We have none (no code, no implicit flow: only
+        # the token endpoint's grants above), so the list is empty rather than absent.
+        "response_types_supported": [],
+        # No `token_endpoint_auth_signing_alg_values_supported`: RFC 8414 ties it to the JWT
+        # client authentication methods (private_key_jwt, client_secret_jwt), which we do not
+        # offer; our access tokens' algorithms are in the JWKS.
     }
 
 
@@ -447,7 +449,7 @@ def _metadata(issuer: str) -> dict[str, Any]:
     description="Our issuer, where the token, revocation and introspection endpoints and the "
     "JWKS are, the grant types and client authentication methods they accept, and every scope "
     "a token may carry. No token needed.",
-    responses=_json_example(_metadata("https://api.homework.example")),
+    responses=json_example(200, _metadata("https://api.homework.example")),
 )
 async def metadata(request: Request) -> dict[str, Any]:
     return _metadata(request.app.state.settings.issuer.rstrip("/"))

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from app.schemas.assignments import ScheduleOut, Window
-from app.schemas.common import EXAMPLE_CLIENT_ID, EXAMPLE_TIME_ZONE
+from app.schemas.common import EXAMPLE_CLIENT_ID, EXAMPLE_TIME_ZONE, LocalWallClock
 
 _LOCAL = "On the client's clock, `YYYY-MM-DDTHH:MM`."
 
@@ -57,14 +57,14 @@ _EXAMPLE: JsonDict = {
 
 class PreviewReminder(BaseModel):
     due_at: datetime
-    local_due: str = Field(description=_LOCAL)
+    local_due: LocalWallClock = Field(description=_LOCAL)
     state: Literal["scheduled", "skipped"]
     reason: str | None = Field(
         description="With `scheduled`: `quiet_hours` when it was moved to their end. With "
         "`skipped`: why it would not be sent (`quiet_hours`: they last past the occurrence's "
         "window; `muted`; `assignment_daily_cap`)."
     )
-    moved_from_local: str | None = Field(
+    moved_from_local: LocalWallClock | None = Field(
         description="For one moved out of quiet hours: when it was planned, on the client's clock."
     )
 
@@ -75,9 +75,9 @@ class PreviewOccurrence(BaseModel):
     due_at: datetime
     opens_at: datetime
     closes_at: datetime
-    local_due: str = Field(description=_LOCAL)
-    local_opens: str = Field(description=_LOCAL)
-    local_closes: str = Field(description=_LOCAL)
+    local_due: LocalWallClock = Field(description=_LOCAL)
+    local_opens: LocalWallClock = Field(description=_LOCAL)
+    local_closes: LocalWallClock = Field(description=_LOCAL)
     reminders: list[PreviewReminder] = Field(
         description="Those still ahead, in time order, with the client's quiet hours, mute "
         "and the policy's daily cap applied."

@@ -16,6 +16,7 @@ from app.schemas.common import (
     EXAMPLE_TIME_ZONE,
     LocalOrInstant,
     LocalTime,
+    LocalWallClock,
     RequestModel,
 )
 from app.services.template_catalog import BUILTIN_TEMPLATES
@@ -249,7 +250,7 @@ class AssignmentUpdate(RequestModel):
 class ScheduleOut(BaseModel):
     type: Literal["once", "recurring", "before_next_session"]
     rrule: str | None
-    start_local: str | None
+    start_local: LocalWallClock | None
     due_at: datetime | None
 
 
@@ -268,7 +269,9 @@ class OccurrenceOut(BaseModel):
     due_at: datetime
     opens_at: datetime
     closes_at: datetime
-    local_due: str = Field(description="The due time on the client's clock, `YYYY-MM-DDTHH:MM`.")
+    local_due: LocalWallClock = Field(
+        description="The due time on the client's clock, `YYYY-MM-DDTHH:MM`."
+    )
     time_zone: str
 
 
@@ -337,24 +340,35 @@ class AdjustmentResolve(RequestModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
+ADJUSTMENT_EXAMPLE: JsonDict = {
+    "id": EXAMPLE_ADJUSTMENT_ID,
+    "assignment_id": EXAMPLE_ASSIGNMENT_ID,
+    "status": "accepted",
+    "note": "Weekday evenings are busy; every other evening feels doable.",
+    "proposed": {"rrule": "FREQ=DAILY;INTERVAL=2;COUNT=3"},
+    "response_note": "Agreed: every other evening, and we look at it next session.",
+    "resolved_by": EXAMPLE_CLINICIAN_ID,
+    "resolved_at": "2026-11-24T16:45:00Z",
+    "created_at": "2026-11-24T02:10:00Z",
+}
+# The same proposal as the client made it, and as a clinician might decline it.
+PROPOSED_ADJUSTMENT_EXAMPLE: JsonDict = ADJUSTMENT_EXAMPLE | {
+    "status": "proposed",
+    "response_note": None,
+    "resolved_by": None,
+    "resolved_at": None,
+}
+DECLINE_EXAMPLE: JsonDict = {
+    "note": "Let's keep every evening for one more week, then look at it together."
+}
+DECLINED_ADJUSTMENT_EXAMPLE: JsonDict = ADJUSTMENT_EXAMPLE | {
+    "status": "declined",
+    "response_note": DECLINE_EXAMPLE["note"],
+}
+
+
 class AdjustmentOut(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={
-            "examples": [
-                {
-                    "id": EXAMPLE_ADJUSTMENT_ID,
-                    "assignment_id": EXAMPLE_ASSIGNMENT_ID,
-                    "status": "accepted",
-                    "note": "Weekday evenings are busy; every other evening feels doable.",
-                    "proposed": {"rrule": "FREQ=DAILY;INTERVAL=2;COUNT=3"},
-                    "response_note": "Agreed: every other evening, and we look at it next session.",
-                    "resolved_by": EXAMPLE_CLINICIAN_ID,
-                    "resolved_at": "2026-11-24T16:45:00Z",
-                    "created_at": "2026-11-24T02:10:00Z",
-                }
-            ]
-        }
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [ADJUSTMENT_EXAMPLE]})
 
     id: str
     assignment_id: str

@@ -15,6 +15,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    WithJsonSchema,
     field_validator,
 )
 
@@ -64,16 +65,55 @@ _DATE_TIME_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
 def _date_time_text(value: object) -> object:
     """Pydantic also reads a number, or a string of digits, as seconds since 1970, and a bare
     date as its midnight: `since=2026` would silently mean 00:33:46 on 1 January 1970. The
-    document promises `format: date-time`; anything else is a 422."""
+    document promises date-time text (`format: date-time`, or the local pattern below);
+    anything else is a 422."""
     if isinstance(value, datetime) or (isinstance(value, str) and _DATE_TIME_TEXT.match(value)):
         return value
     raise ValueError("must be a date and time, such as 2026-11-25T20:00:00Z")
 
 
+# What `LocalOrInstant` takes without an offset: the date, `T` (or `t` or a space, as pydantic
+# reads them), hours and minutes, optional seconds and a fraction (`.` or `,`; digits past the
+# sixth are dropped), and nothing after.
+LOCAL_DATE_TIME_PATTERN = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}([.,][0-9]+)?)?$"
+)
+# A local time as we write one: to the minute, no offset.
+LOCAL_MINUTE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}$"
+# RFC 3339's offset, at the end. `format` alone is only an annotation in JSON Schema 2020-12:
+# with the pattern, the two branches of `LocalOrInstant` exclude each other for a validator that
+# ignores formats too, as `oneOf` needs.
+_OFFSET_AT_END = r"([Zz]|[+-][0-9]{2}:[0-9]{2})$"
+
 Instant = Annotated[AwareDatetime, BeforeValidator(_date_time_text)]
 """A moment: date-time text with an offset."""
-LocalOrInstant = Annotated[datetime, BeforeValidator(_date_time_text)]
+LocalOrInstant = Annotated[
+    datetime,
+    BeforeValidator(_date_time_text),
+    WithJsonSchema(
+        {
+            "oneOf": [
+                {
+                    "type": "string",
+                    "title": "Local date-time",
+                    "description": "The client's wall-clock time, no offset.",
+                    "pattern": LOCAL_DATE_TIME_PATTERN,
+                },
+                {
+                    "type": "string",
+                    "title": "Instant",
+                    "description": "An instant, with its offset (RFC 3339).",
+                    "format": "date-time",
+                    "pattern": _OFFSET_AT_END,
+                },
+            ]
+        }
+    ),
+]
 """Date-time text, with an offset (an instant) or without (the client's wall-clock time)."""
+LocalWallClock = Annotated[str, Field(json_schema_extra={"pattern": LOCAL_MINUTE_PATTERN})]
+"""A time on the client's clock as we answer it, `YYYY-MM-DDTHH:MM` (declared, not checked:
+the server writes these)."""
 
 
 def storable_text(value: str) -> str:

@@ -12,6 +12,7 @@ from app.schemas.common import (
     EXAMPLE_REMINDER_ID,
     EXAMPLE_TIME_ZONE,
     Instant,
+    LocalWallClock,
     RequestModel,
 )
 
@@ -43,7 +44,7 @@ class ReminderOut(BaseModel):
     assignment_id: str
     occurrence_id: str
     due_at: datetime
-    local_due: str = Field(description="On the client's clock, `YYYY-MM-DDTHH:MM`.")
+    local_due: LocalWallClock = Field(description="On the client's clock, `YYYY-MM-DDTHH:MM`.")
     time_zone: str
     state: ReminderState
     reason: str | None = Field(

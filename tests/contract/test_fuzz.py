@@ -89,7 +89,12 @@ def _negative_roles(operation: Any) -> tuple[str, ...]:
     rejections matter most; the system caller only where neither may call it. A caller the
     operation refuses would get a 403 whatever the input, which proves nothing."""
     security = operation.definition.raw.get("security") or []
-    contexts = {scope.split("/")[0] for alternative in security for scope in alternative["oauth2"]}
+    contexts = {
+        scope.split("/")[0]
+        for alternative in security
+        for scopes in alternative.values()
+        for scope in scopes
+    }
     roles = tuple(role for context, role in _LEAST_PRIVILEGED if context in contexts)
     return roles or ("system_a",)
 

@@ -3625,7 +3625,6 @@ export interface components {
         OnceSchedule: {
             /**
              * Due At
-             * Format: date-time
              * @description With an offset, that instant; without one, the client's local wall-clock time (`2026-11-25T20:00` is 20:00 where the client is).
              * @example 2026-11-25T20:00
              */
@@ -3902,7 +3901,6 @@ export interface components {
             rrule: string;
             /**
              * Start
-             * Format: date-time
              * @description The series' first local wall-clock time (no offset), or an instant.
              * @example 2026-11-23T20:00
              */
@@ -4949,9 +4947,7 @@ export interface operations {
                      *       ],
                      *       "issuer": "https://api.homework.example",
                      *       "jwks_uri": "https://api.homework.example/.well-known/jwks.json",
-                     *       "response_types_supported": [
-                     *         "token"
-                     *       ],
+                     *       "response_types_supported": [],
                      *       "revocation_endpoint": "https://api.homework.example/oauth/revoke",
                      *       "revocation_endpoint_auth_methods_supported": [
                      *         "client_secret_basic",
@@ -4988,10 +4984,6 @@ export interface operations {
                      *       "token_endpoint_auth_methods_supported": [
                      *         "client_secret_basic",
                      *         "client_secret_post"
-                     *       ],
-                     *       "token_endpoint_auth_signing_alg_values_supported": [
-                     *         "ES256",
-                     *         "RS256"
                      *       ]
                      *     }
                      */
@@ -5028,6 +5020,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "status": "ok"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Health"];
                 };
             };
@@ -5063,6 +5060,23 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "active": true,
+                     *       "aud": "homework-api",
+                     *       "client_id": "oac_01jc8a0c2e4g6j8m0p2r4t6w8y",
+                     *       "exp": 1796223600,
+                     *       "iat": 1796222700,
+                     *       "iss": "https://api.homework.example",
+                     *       "jti": "tok_01jd3x8q0m2v7k3c9r5t6y8w1b",
+                     *       "nbf": 1796222700,
+                     *       "scope": "client/assignments.rus client/completions.crus",
+                     *       "sub": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "subject_kind": "client",
+                     *       "tenant_id": "ten_01jc8a0c2e4g6j8m0p2r4t6w8x",
+                     *       "token_type": "Bearer"
+                     *     }
+                     */
                     "application/json": components["schemas"]["IntrospectionResponse"];
                 };
             };
@@ -5114,7 +5128,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5210,7 +5223,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5256,6 +5268,14 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "access_token": "eyJhbGciOiJFUzI1NiIsInR5cCI6ImF0K2p3dCIsImtpZCI6IlVzVmRTVXE2WUVjWExTbzNnVy10ZURla2FvRHoxcWJPUXZUcUhOczcwYmMifQ.eyJpc3MiOiJodHRwczovL2FwaS5ob21ld29yay5leGFtcGxlIiwic3ViIjoib2FjXzAxamM4YTBjMmU0ZzZqOG0wcDJyNHQ2dzh5In0.c2lnbmF0dXJlLCBub3QgYSByZWFsIG9uZQ",
+                     *       "expires_in": 3600,
+                     *       "scope": "system/assignments.cruds system/clients.cruds",
+                     *       "token_type": "Bearer"
+                     *     }
+                     */
                     "application/json": components["schemas"]["TokenResponse"];
                 };
             };
@@ -5307,7 +5327,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5339,6 +5358,13 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "database": "ok",
+                     *       "migration": "20261122_0007",
+                     *       "status": "ready"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Readiness"];
                 };
             };
@@ -5348,7 +5374,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5383,6 +5408,84 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *           "clinician_id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *           "created_at": "2026-11-23T15:30:00Z",
+                     *           "difficulty_step": 1,
+                     *           "id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "instructions": "Once a day, rate your mood from 0 to 10, choose any emotions that fit, and add a note if something stood out. It takes a minute; there are no wrong answers.",
+                     *           "kind": "mood_log",
+                     *           "occurrences": [
+                     *             {
+                     *               "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *               "closes_at": "2026-11-24T13:00:00Z",
+                     *               "due_at": "2026-11-24T01:00:00Z",
+                     *               "id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *               "local_due": "2026-11-23T20:00",
+                     *               "opens_at": "2026-11-23T15:30:00Z",
+                     *               "ordinal": 0,
+                     *               "status": "open",
+                     *               "time_zone": "America/New_York"
+                     *             },
+                     *             {
+                     *               "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *               "closes_at": "2026-11-25T13:00:00Z",
+                     *               "due_at": "2026-11-25T01:00:00Z",
+                     *               "id": "occ_01jd4a2b3c4e8h1k4n7q0t3w6z",
+                     *               "local_due": "2026-11-24T20:00",
+                     *               "opens_at": "2026-11-24T13:00:00Z",
+                     *               "ordinal": 1,
+                     *               "status": "upcoming",
+                     *               "time_zone": "America/New_York"
+                     *             },
+                     *             {
+                     *               "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *               "closes_at": "2026-11-26T13:00:00Z",
+                     *               "due_at": "2026-11-26T01:00:00Z",
+                     *               "id": "occ_01jd4a2b3c4f2j5m8p1s4v7y0b",
+                     *               "local_due": "2026-11-25T20:00",
+                     *               "opens_at": "2026-11-25T13:00:00Z",
+                     *               "ordinal": 2,
+                     *               "status": "upcoming",
+                     *               "time_zone": "America/New_York"
+                     *             }
+                     *           ],
+                     *           "purpose": "To see whether the evenings you go for a walk feel different from the others.",
+                     *           "reminders": {
+                     *             "enabled": true,
+                     *             "lead_minutes": [],
+                     *             "local_times": [
+                     *               "20:00"
+                     *             ],
+                     *             "max_per_day": null,
+                     *             "only_if_not_done": true
+                     *           },
+                     *           "schedule": {
+                     *             "due_at": null,
+                     *             "rrule": "FREQ=DAILY;COUNT=3",
+                     *             "start_local": "2026-11-23T20:00",
+                     *             "type": "recurring"
+                     *           },
+                     *           "status": "active",
+                     *           "template": {
+                     *             "id": "tpl_builtin_mood_log",
+                     *             "version_id": "tpv_01jc9e1g3j5m7p9r1t3w5y7a9c"
+                     *           },
+                     *           "title": "Evening mood log",
+                     *           "updated_at": "2026-11-23T15:30:00Z",
+                     *           "window": {
+                     *             "grace_minutes": 720,
+                     *             "opens_before_minutes": 720
+                     *           }
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Page_AssignmentOut_"];
                 };
             };
@@ -5392,7 +5495,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5402,7 +5504,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5427,7 +5528,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5456,6 +5556,26 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                 *       "difficulty_step": 1,
+                 *       "purpose": "To see whether the evenings you go for a walk feel different from the others.",
+                 *       "reminders": {
+                 *         "local_times": [
+                 *           "20:00"
+                 *         ],
+                 *         "only_if_not_done": true
+                 *       },
+                 *       "schedule": {
+                 *         "rrule": "FREQ=DAILY;COUNT=3",
+                 *         "start": "2026-11-23T20:00",
+                 *         "type": "recurring"
+                 *       },
+                 *       "template_id": "tpl_builtin_mood_log",
+                 *       "title": "Evening mood log"
+                 *     }
+                 */
                 "application/json": components["schemas"]["AssignmentCreate"];
             };
         };
@@ -5466,6 +5586,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "clinician_id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *       "created_at": "2026-11-23T15:30:00Z",
+                     *       "difficulty_step": 1,
+                     *       "id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *       "instructions": "Once a day, rate your mood from 0 to 10, choose any emotions that fit, and add a note if something stood out. It takes a minute; there are no wrong answers.",
+                     *       "kind": "mood_log",
+                     *       "occurrences": [
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "closes_at": "2026-11-24T13:00:00Z",
+                     *           "due_at": "2026-11-24T01:00:00Z",
+                     *           "id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *           "local_due": "2026-11-23T20:00",
+                     *           "opens_at": "2026-11-23T15:30:00Z",
+                     *           "ordinal": 0,
+                     *           "status": "open",
+                     *           "time_zone": "America/New_York"
+                     *         },
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "closes_at": "2026-11-25T13:00:00Z",
+                     *           "due_at": "2026-11-25T01:00:00Z",
+                     *           "id": "occ_01jd4a2b3c4e8h1k4n7q0t3w6z",
+                     *           "local_due": "2026-11-24T20:00",
+                     *           "opens_at": "2026-11-24T13:00:00Z",
+                     *           "ordinal": 1,
+                     *           "status": "upcoming",
+                     *           "time_zone": "America/New_York"
+                     *         },
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "closes_at": "2026-11-26T13:00:00Z",
+                     *           "due_at": "2026-11-26T01:00:00Z",
+                     *           "id": "occ_01jd4a2b3c4f2j5m8p1s4v7y0b",
+                     *           "local_due": "2026-11-25T20:00",
+                     *           "opens_at": "2026-11-25T13:00:00Z",
+                     *           "ordinal": 2,
+                     *           "status": "upcoming",
+                     *           "time_zone": "America/New_York"
+                     *         }
+                     *       ],
+                     *       "purpose": "To see whether the evenings you go for a walk feel different from the others.",
+                     *       "reminders": {
+                     *         "enabled": true,
+                     *         "lead_minutes": [],
+                     *         "local_times": [
+                     *           "20:00"
+                     *         ],
+                     *         "max_per_day": null,
+                     *         "only_if_not_done": true
+                     *       },
+                     *       "schedule": {
+                     *         "due_at": null,
+                     *         "rrule": "FREQ=DAILY;COUNT=3",
+                     *         "start_local": "2026-11-23T20:00",
+                     *         "type": "recurring"
+                     *       },
+                     *       "status": "active",
+                     *       "template": {
+                     *         "id": "tpl_builtin_mood_log",
+                     *         "version_id": "tpv_01jc9e1g3j5m7p9r1t3w5y7a9c"
+                     *       },
+                     *       "title": "Evening mood log",
+                     *       "updated_at": "2026-11-23T15:30:00Z",
+                     *       "window": {
+                     *         "grace_minutes": 720,
+                     *         "opens_before_minutes": 720
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["AssignmentOut"];
                 };
             };
@@ -5475,7 +5668,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5485,7 +5677,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5495,7 +5686,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5516,7 +5706,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5550,7 +5739,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5582,6 +5770,26 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                 *       "difficulty_step": 1,
+                 *       "purpose": "To see whether the evenings you go for a walk feel different from the others.",
+                 *       "reminders": {
+                 *         "local_times": [
+                 *           "20:00"
+                 *         ],
+                 *         "only_if_not_done": true
+                 *       },
+                 *       "schedule": {
+                 *         "rrule": "FREQ=DAILY;COUNT=3",
+                 *         "start": "2026-11-23T20:00",
+                 *         "type": "recurring"
+                 *       },
+                 *       "template_id": "tpl_builtin_mood_log",
+                 *       "title": "Evening mood log"
+                 *     }
+                 */
                 "application/json": components["schemas"]["AssignmentCreate"];
             };
         };
@@ -5592,6 +5800,83 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "as_of": "2026-11-23T15:30:00Z",
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "occurrences": [
+                     *         {
+                     *           "closes_at": "2026-11-24T13:00:00Z",
+                     *           "due_at": "2026-11-24T01:00:00Z",
+                     *           "local_closes": "2026-11-24T08:00",
+                     *           "local_due": "2026-11-23T20:00",
+                     *           "local_opens": "2026-11-23T10:30",
+                     *           "opens_at": "2026-11-23T15:30:00Z",
+                     *           "ordinal": 0,
+                     *           "reminders": [
+                     *             {
+                     *               "due_at": "2026-11-24T00:00:00Z",
+                     *               "local_due": "2026-11-23T19:00",
+                     *               "moved_from_local": null,
+                     *               "reason": null,
+                     *               "state": "scheduled"
+                     *             }
+                     *           ],
+                     *           "status": "open"
+                     *         },
+                     *         {
+                     *           "closes_at": "2026-11-25T13:00:00Z",
+                     *           "due_at": "2026-11-25T01:00:00Z",
+                     *           "local_closes": "2026-11-25T08:00",
+                     *           "local_due": "2026-11-24T20:00",
+                     *           "local_opens": "2026-11-24T08:00",
+                     *           "opens_at": "2026-11-24T13:00:00Z",
+                     *           "ordinal": 1,
+                     *           "reminders": [
+                     *             {
+                     *               "due_at": "2026-11-25T00:00:00Z",
+                     *               "local_due": "2026-11-24T19:00",
+                     *               "moved_from_local": null,
+                     *               "reason": null,
+                     *               "state": "scheduled"
+                     *             }
+                     *           ],
+                     *           "status": "upcoming"
+                     *         },
+                     *         {
+                     *           "closes_at": "2026-11-26T13:00:00Z",
+                     *           "due_at": "2026-11-26T01:00:00Z",
+                     *           "local_closes": "2026-11-26T08:00",
+                     *           "local_due": "2026-11-25T20:00",
+                     *           "local_opens": "2026-11-25T08:00",
+                     *           "opens_at": "2026-11-25T13:00:00Z",
+                     *           "ordinal": 2,
+                     *           "reminders": [
+                     *             {
+                     *               "due_at": "2026-11-26T00:00:00Z",
+                     *               "local_due": "2026-11-25T19:00",
+                     *               "moved_from_local": null,
+                     *               "reason": null,
+                     *               "state": "scheduled"
+                     *             }
+                     *           ],
+                     *           "status": "upcoming"
+                     *         }
+                     *       ],
+                     *       "schedule": {
+                     *         "due_at": null,
+                     *         "rrule": "FREQ=DAILY;BYHOUR=20;BYMINUTE=0",
+                     *         "start_local": "2026-11-23T20:00",
+                     *         "type": "recurring"
+                     *       },
+                     *       "time_zone": "America/New_York",
+                     *       "until": "2026-11-26T15:30:00Z",
+                     *       "window": {
+                     *         "grace_minutes": 720,
+                     *         "opens_before_minutes": 720
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["AssignmentPreview"];
                 };
             };
@@ -5601,7 +5886,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5611,7 +5895,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5621,7 +5904,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5675,7 +5957,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5709,6 +5990,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "clinician_id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *       "created_at": "2026-11-23T15:30:00Z",
+                     *       "difficulty_step": 1,
+                     *       "id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *       "instructions": "Once a day, rate your mood from 0 to 10, choose any emotions that fit, and add a note if something stood out. It takes a minute; there are no wrong answers.",
+                     *       "kind": "mood_log",
+                     *       "occurrences": [
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "closes_at": "2026-11-24T13:00:00Z",
+                     *           "due_at": "2026-11-24T01:00:00Z",
+                     *           "id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *           "local_due": "2026-11-23T20:00",
+                     *           "opens_at": "2026-11-23T15:30:00Z",
+                     *           "ordinal": 0,
+                     *           "status": "open",
+                     *           "time_zone": "America/New_York"
+                     *         },
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "closes_at": "2026-11-25T13:00:00Z",
+                     *           "due_at": "2026-11-25T01:00:00Z",
+                     *           "id": "occ_01jd4a2b3c4e8h1k4n7q0t3w6z",
+                     *           "local_due": "2026-11-24T20:00",
+                     *           "opens_at": "2026-11-24T13:00:00Z",
+                     *           "ordinal": 1,
+                     *           "status": "upcoming",
+                     *           "time_zone": "America/New_York"
+                     *         },
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "closes_at": "2026-11-26T13:00:00Z",
+                     *           "due_at": "2026-11-26T01:00:00Z",
+                     *           "id": "occ_01jd4a2b3c4f2j5m8p1s4v7y0b",
+                     *           "local_due": "2026-11-25T20:00",
+                     *           "opens_at": "2026-11-25T13:00:00Z",
+                     *           "ordinal": 2,
+                     *           "status": "upcoming",
+                     *           "time_zone": "America/New_York"
+                     *         }
+                     *       ],
+                     *       "purpose": "To see whether the evenings you go for a walk feel different from the others.",
+                     *       "reminders": {
+                     *         "enabled": true,
+                     *         "lead_minutes": [],
+                     *         "local_times": [
+                     *           "20:00"
+                     *         ],
+                     *         "max_per_day": null,
+                     *         "only_if_not_done": true
+                     *       },
+                     *       "schedule": {
+                     *         "due_at": null,
+                     *         "rrule": "FREQ=DAILY;COUNT=3",
+                     *         "start_local": "2026-11-23T20:00",
+                     *         "type": "recurring"
+                     *       },
+                     *       "status": "active",
+                     *       "template": {
+                     *         "id": "tpl_builtin_mood_log",
+                     *         "version_id": "tpv_01jc9e1g3j5m7p9r1t3w5y7a9c"
+                     *       },
+                     *       "title": "Evening mood log",
+                     *       "updated_at": "2026-11-23T15:30:00Z",
+                     *       "window": {
+                     *         "grace_minutes": 720,
+                     *         "opens_before_minutes": 720
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["AssignmentOut"];
                 };
             };
@@ -5718,7 +6072,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5728,7 +6081,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5738,7 +6090,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5763,7 +6114,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5794,6 +6144,21 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "difficulty_step": 2,
+                 *       "reminders": {
+                 *         "local_times": [
+                 *           "19:30"
+                 *         ]
+                 *       },
+                 *       "schedule": {
+                 *         "rrule": "FREQ=DAILY;COUNT=5",
+                 *         "start": "2026-11-24T20:00",
+                 *         "type": "recurring"
+                 *       }
+                 *     }
+                 */
                 "application/json": components["schemas"]["AssignmentUpdate"];
             };
         };
@@ -5804,6 +6169,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "clinician_id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *       "created_at": "2026-11-23T15:30:00Z",
+                     *       "difficulty_step": 1,
+                     *       "id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *       "instructions": "Once a day, rate your mood from 0 to 10, choose any emotions that fit, and add a note if something stood out. It takes a minute; there are no wrong answers.",
+                     *       "kind": "mood_log",
+                     *       "occurrences": [
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "closes_at": "2026-11-24T13:00:00Z",
+                     *           "due_at": "2026-11-24T01:00:00Z",
+                     *           "id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *           "local_due": "2026-11-23T20:00",
+                     *           "opens_at": "2026-11-23T15:30:00Z",
+                     *           "ordinal": 0,
+                     *           "status": "open",
+                     *           "time_zone": "America/New_York"
+                     *         },
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "closes_at": "2026-11-25T13:00:00Z",
+                     *           "due_at": "2026-11-25T01:00:00Z",
+                     *           "id": "occ_01jd4a2b3c4e8h1k4n7q0t3w6z",
+                     *           "local_due": "2026-11-24T20:00",
+                     *           "opens_at": "2026-11-24T13:00:00Z",
+                     *           "ordinal": 1,
+                     *           "status": "upcoming",
+                     *           "time_zone": "America/New_York"
+                     *         },
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "closes_at": "2026-11-26T13:00:00Z",
+                     *           "due_at": "2026-11-26T01:00:00Z",
+                     *           "id": "occ_01jd4a2b3c4f2j5m8p1s4v7y0b",
+                     *           "local_due": "2026-11-25T20:00",
+                     *           "opens_at": "2026-11-25T13:00:00Z",
+                     *           "ordinal": 2,
+                     *           "status": "upcoming",
+                     *           "time_zone": "America/New_York"
+                     *         }
+                     *       ],
+                     *       "purpose": "To see whether the evenings you go for a walk feel different from the others.",
+                     *       "reminders": {
+                     *         "enabled": true,
+                     *         "lead_minutes": [],
+                     *         "local_times": [
+                     *           "20:00"
+                     *         ],
+                     *         "max_per_day": null,
+                     *         "only_if_not_done": true
+                     *       },
+                     *       "schedule": {
+                     *         "due_at": null,
+                     *         "rrule": "FREQ=DAILY;COUNT=3",
+                     *         "start_local": "2026-11-23T20:00",
+                     *         "type": "recurring"
+                     *       },
+                     *       "status": "active",
+                     *       "template": {
+                     *         "id": "tpl_builtin_mood_log",
+                     *         "version_id": "tpv_01jc9e1g3j5m7p9r1t3w5y7a9c"
+                     *       },
+                     *       "title": "Evening mood log",
+                     *       "updated_at": "2026-11-23T15:30:00Z",
+                     *       "window": {
+                     *         "grace_minutes": 720,
+                     *         "opens_before_minutes": 720
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["AssignmentOut"];
                 };
             };
@@ -5813,7 +6251,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5823,7 +6260,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5833,7 +6269,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5852,7 +6287,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5862,7 +6296,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5896,7 +6329,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5930,6 +6362,23 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example [
+                     *       {
+                     *         "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *         "created_at": "2026-11-24T02:10:00Z",
+                     *         "id": "adj_01jd4f6h8k0n2q4s6v8y0b2d4f",
+                     *         "note": "Weekday evenings are busy; every other evening feels doable.",
+                     *         "proposed": {
+                     *           "rrule": "FREQ=DAILY;INTERVAL=2;COUNT=3"
+                     *         },
+                     *         "resolved_at": "2026-11-24T16:45:00Z",
+                     *         "resolved_by": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *         "response_note": "Agreed: every other evening, and we look at it next session.",
+                     *         "status": "accepted"
+                     *       }
+                     *     ]
+                     */
                     "application/json": components["schemas"]["AdjustmentOut"][];
                 };
             };
@@ -5939,7 +6388,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5949,7 +6397,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5959,7 +6406,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -5984,7 +6430,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6015,6 +6460,12 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "note": "Weekday evenings are busy; every other evening feels doable.",
+                 *       "rrule": "FREQ=DAILY;INTERVAL=2;COUNT=3"
+                 *     }
+                 */
                 "application/json": components["schemas"]["AdjustmentCreate"];
             };
         };
@@ -6025,6 +6476,21 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *       "created_at": "2026-11-24T02:10:00Z",
+                     *       "id": "adj_01jd4f6h8k0n2q4s6v8y0b2d4f",
+                     *       "note": "Weekday evenings are busy; every other evening feels doable.",
+                     *       "proposed": {
+                     *         "rrule": "FREQ=DAILY;INTERVAL=2;COUNT=3"
+                     *       },
+                     *       "resolved_at": null,
+                     *       "resolved_by": null,
+                     *       "response_note": null,
+                     *       "status": "proposed"
+                     *     }
+                     */
                     "application/json": components["schemas"]["AdjustmentOut"];
                 };
             };
@@ -6034,7 +6500,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6044,7 +6509,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6054,7 +6518,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6075,7 +6538,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6109,7 +6571,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6141,6 +6602,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "note": "Agreed: every other evening, and we look at it next session."
+                 *     }
+                 */
                 "application/json": components["schemas"]["AdjustmentResolve"];
             };
         };
@@ -6151,6 +6617,21 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *       "created_at": "2026-11-24T02:10:00Z",
+                     *       "id": "adj_01jd4f6h8k0n2q4s6v8y0b2d4f",
+                     *       "note": "Weekday evenings are busy; every other evening feels doable.",
+                     *       "proposed": {
+                     *         "rrule": "FREQ=DAILY;INTERVAL=2;COUNT=3"
+                     *       },
+                     *       "resolved_at": "2026-11-24T16:45:00Z",
+                     *       "resolved_by": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *       "response_note": "Agreed: every other evening, and we look at it next session.",
+                     *       "status": "accepted"
+                     *     }
+                     */
                     "application/json": components["schemas"]["AdjustmentOut"];
                 };
             };
@@ -6160,7 +6641,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6170,7 +6650,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6180,7 +6659,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6201,7 +6679,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6235,7 +6712,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6267,6 +6743,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "note": "Let's keep every evening for one more week, then look at it together."
+                 *     }
+                 */
                 "application/json": components["schemas"]["AdjustmentResolve"];
             };
         };
@@ -6277,6 +6758,21 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *       "created_at": "2026-11-24T02:10:00Z",
+                     *       "id": "adj_01jd4f6h8k0n2q4s6v8y0b2d4f",
+                     *       "note": "Weekday evenings are busy; every other evening feels doable.",
+                     *       "proposed": {
+                     *         "rrule": "FREQ=DAILY;INTERVAL=2;COUNT=3"
+                     *       },
+                     *       "resolved_at": "2026-11-24T16:45:00Z",
+                     *       "resolved_by": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *       "response_note": "Let's keep every evening for one more week, then look at it together.",
+                     *       "status": "declined"
+                     *     }
+                     */
                     "application/json": components["schemas"]["AdjustmentOut"];
                 };
             };
@@ -6286,7 +6782,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6296,7 +6791,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6306,7 +6800,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6327,7 +6820,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6361,7 +6853,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6398,6 +6889,79 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "clinician_id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *       "created_at": "2026-11-23T15:30:00Z",
+                     *       "difficulty_step": 1,
+                     *       "id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *       "instructions": "Once a day, rate your mood from 0 to 10, choose any emotions that fit, and add a note if something stood out. It takes a minute; there are no wrong answers.",
+                     *       "kind": "mood_log",
+                     *       "occurrences": [
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "closes_at": "2026-11-24T13:00:00Z",
+                     *           "due_at": "2026-11-24T01:00:00Z",
+                     *           "id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *           "local_due": "2026-11-23T20:00",
+                     *           "opens_at": "2026-11-23T15:30:00Z",
+                     *           "ordinal": 0,
+                     *           "status": "open",
+                     *           "time_zone": "America/New_York"
+                     *         },
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "closes_at": "2026-11-25T13:00:00Z",
+                     *           "due_at": "2026-11-25T01:00:00Z",
+                     *           "id": "occ_01jd4a2b3c4e8h1k4n7q0t3w6z",
+                     *           "local_due": "2026-11-24T20:00",
+                     *           "opens_at": "2026-11-24T13:00:00Z",
+                     *           "ordinal": 1,
+                     *           "status": "upcoming",
+                     *           "time_zone": "America/New_York"
+                     *         },
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "closes_at": "2026-11-26T13:00:00Z",
+                     *           "due_at": "2026-11-26T01:00:00Z",
+                     *           "id": "occ_01jd4a2b3c4f2j5m8p1s4v7y0b",
+                     *           "local_due": "2026-11-25T20:00",
+                     *           "opens_at": "2026-11-25T13:00:00Z",
+                     *           "ordinal": 2,
+                     *           "status": "upcoming",
+                     *           "time_zone": "America/New_York"
+                     *         }
+                     *       ],
+                     *       "purpose": "To see whether the evenings you go for a walk feel different from the others.",
+                     *       "reminders": {
+                     *         "enabled": true,
+                     *         "lead_minutes": [],
+                     *         "local_times": [
+                     *           "20:00"
+                     *         ],
+                     *         "max_per_day": null,
+                     *         "only_if_not_done": true
+                     *       },
+                     *       "schedule": {
+                     *         "due_at": null,
+                     *         "rrule": "FREQ=DAILY;COUNT=3",
+                     *         "start_local": "2026-11-23T20:00",
+                     *         "type": "recurring"
+                     *       },
+                     *       "status": "active",
+                     *       "template": {
+                     *         "id": "tpl_builtin_mood_log",
+                     *         "version_id": "tpv_01jc9e1g3j5m7p9r1t3w5y7a9c"
+                     *       },
+                     *       "title": "Evening mood log",
+                     *       "updated_at": "2026-11-23T15:30:00Z",
+                     *       "window": {
+                     *         "grace_minutes": 720,
+                     *         "opens_before_minutes": 720
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["AssignmentOut"];
                 };
             };
@@ -6407,7 +6971,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6417,7 +6980,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6427,7 +6989,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6439,7 +7000,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6464,7 +7024,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6498,6 +7057,21 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example [
+                     *       {
+                     *         "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *         "closes_at": "2026-11-24T13:00:00Z",
+                     *         "due_at": "2026-11-24T01:00:00Z",
+                     *         "id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *         "local_due": "2026-11-23T20:00",
+                     *         "opens_at": "2026-11-23T15:30:00Z",
+                     *         "ordinal": 0,
+                     *         "status": "open",
+                     *         "time_zone": "America/New_York"
+                     *       }
+                     *     ]
+                     */
                     "application/json": components["schemas"]["OccurrenceOut"][];
                 };
             };
@@ -6507,7 +7081,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6517,7 +7090,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6527,7 +7099,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6552,7 +7123,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6597,6 +7167,28 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "action": "read",
+                     *           "actor_id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *           "actor_kind": "clinician",
+                     *           "client_app_id": "oac_01jc8a0c2e4g6j8m0p2r4t6w8y",
+                     *           "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *           "id": "aud_01jd5d8f0h2k4m6p8r0t2w4y6a",
+                     *           "ip": "203.0.113.24",
+                     *           "occurred_at": "2026-11-24T14:03:27Z",
+                     *           "outcome": "allowed",
+                     *           "request_id": "3f2b9c7e5a1d4e8f9b0c6a2d4e6f8a1b",
+                     *           "resource_id": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z",
+                     *           "resource_type": "completion",
+                     *           "token_id": "tok_01jd5d7e9g1j3m5p7r9t1v3x5z"
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Page_AuditEventOut_"];
                 };
             };
@@ -6606,7 +7198,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6616,7 +7207,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6641,7 +7231,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6680,6 +7269,29 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "created_at": "2026-11-16T15:05:12Z",
+                     *           "display_name": "Sam",
+                     *           "external_id": "patient-4821",
+                     *           "id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *           "locale": "en-US",
+                     *           "max_reminders_per_day": 3,
+                     *           "next_session_at": "2026-11-30T15:00:00Z",
+                     *           "quiet_hours": {
+                     *             "end": "07:00",
+                     *             "start": "22:00"
+                     *           },
+                     *           "reminders_muted": false,
+                     *           "time_zone": "America/New_York",
+                     *           "updated_at": "2026-11-16T15:05:12Z"
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Page_ClientOut_"];
                 };
             };
@@ -6689,7 +7301,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6699,7 +7310,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6724,7 +7334,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6753,6 +7362,20 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "display_name": "Sam",
+                 *       "external_id": "patient-4821",
+                 *       "locale": "en-US",
+                 *       "max_reminders_per_day": 3,
+                 *       "next_session_at": "2026-11-30T15:00:00Z",
+                 *       "quiet_hours": {
+                 *         "end": "07:00",
+                 *         "start": "22:00"
+                 *       },
+                 *       "time_zone": "America/New_York"
+                 *     }
+                 */
                 "application/json": components["schemas"]["ClientCreate"];
             };
         };
@@ -6763,6 +7386,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "created_at": "2026-11-16T15:05:12Z",
+                     *       "display_name": "Sam",
+                     *       "external_id": "patient-4821",
+                     *       "id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "locale": "en-US",
+                     *       "max_reminders_per_day": 3,
+                     *       "next_session_at": "2026-11-30T15:00:00Z",
+                     *       "quiet_hours": {
+                     *         "end": "07:00",
+                     *         "start": "22:00"
+                     *       },
+                     *       "reminders_muted": false,
+                     *       "time_zone": "America/New_York",
+                     *       "updated_at": "2026-11-16T15:05:12Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["ClientOut"];
                 };
             };
@@ -6772,7 +7413,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6782,7 +7422,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6803,7 +7442,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6837,7 +7475,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6871,6 +7508,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "created_at": "2026-11-16T15:05:12Z",
+                     *       "display_name": "Sam",
+                     *       "external_id": "patient-4821",
+                     *       "id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "locale": "en-US",
+                     *       "max_reminders_per_day": 3,
+                     *       "next_session_at": "2026-11-30T15:00:00Z",
+                     *       "quiet_hours": {
+                     *         "end": "07:00",
+                     *         "start": "22:00"
+                     *       },
+                     *       "reminders_muted": false,
+                     *       "time_zone": "America/New_York",
+                     *       "updated_at": "2026-11-16T15:05:12Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["ClientOut"];
                 };
             };
@@ -6880,7 +7535,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6890,7 +7544,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6900,7 +7553,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6925,7 +7577,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6969,7 +7620,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6979,7 +7629,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6989,7 +7638,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -6999,7 +7647,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7024,7 +7671,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7055,6 +7701,15 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "quiet_hours": {
+                 *         "end": "08:00",
+                 *         "start": "23:00"
+                 *       },
+                 *       "time_zone": "Europe/Lisbon"
+                 *     }
+                 */
                 "application/json": components["schemas"]["ClientUpdate"];
             };
         };
@@ -7065,6 +7720,24 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "created_at": "2026-11-16T15:05:12Z",
+                     *       "display_name": "Sam",
+                     *       "external_id": "patient-4821",
+                     *       "id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "locale": "en-US",
+                     *       "max_reminders_per_day": 3,
+                     *       "next_session_at": "2026-11-30T15:00:00Z",
+                     *       "quiet_hours": {
+                     *         "end": "07:00",
+                     *         "start": "22:00"
+                     *       },
+                     *       "reminders_muted": false,
+                     *       "time_zone": "America/New_York",
+                     *       "updated_at": "2026-11-16T15:05:12Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["ClientOut"];
                 };
             };
@@ -7074,7 +7747,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7084,7 +7756,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7094,7 +7765,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7113,7 +7783,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7123,7 +7792,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7157,7 +7825,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7196,6 +7863,116 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "as_of": "2026-11-24T16:00:00Z",
+                     *       "by_kind": {
+                     *         "exposure": {
+                     *           "barriers": {
+                     *             "felt_overwhelmed": 1,
+                     *             "forgot": 0,
+                     *             "no_time": 1,
+                     *             "not_relevant": 0,
+                     *             "other": 0,
+                     *             "too_hard": 0,
+                     *             "unclear_instructions": 0
+                     *           },
+                     *           "best_streak": 2,
+                     *           "completed": 4,
+                     *           "completion_rate": 0.6667,
+                     *           "counted": 6,
+                     *           "current_streak": 1,
+                     *           "imported": 0,
+                     *           "mean_helpfulness": 7.33,
+                     *           "on_time": 3,
+                     *           "on_time_rate": 0.75,
+                     *           "rated": 3
+                     *         },
+                     *         "mood_log": {
+                     *           "barriers": {
+                     *             "felt_overwhelmed": 0,
+                     *             "forgot": 2,
+                     *             "no_time": 2,
+                     *             "not_relevant": 0,
+                     *             "other": 0,
+                     *             "too_hard": 0,
+                     *             "unclear_instructions": 0
+                     *           },
+                     *           "best_streak": 5,
+                     *           "completed": 11,
+                     *           "completion_rate": 0.7857,
+                     *           "counted": 14,
+                     *           "current_streak": 3,
+                     *           "imported": 0,
+                     *           "mean_helpfulness": 6.11,
+                     *           "on_time": 10,
+                     *           "on_time_rate": 0.9091,
+                     *           "rated": 9
+                     *         }
+                     *       },
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "exposure": [
+                     *         {
+                     *           "completed_at": "2026-11-13T23:40:00Z",
+                     *           "completion_id": "cmp_01jd1g4j7m0q3s6w9z2c5f8h1k",
+                     *           "status": "done",
+                     *           "step": "Stand at the bus stop for ten minutes",
+                     *           "suds_after": 30,
+                     *           "suds_before": 60,
+                     *           "suds_peak": 75
+                     *         },
+                     *         {
+                     *           "completed_at": "2026-11-20T23:15:00Z",
+                     *           "completion_id": "cmp_01jd3a5c7e9g1j3m5p7r9t1v3x",
+                     *           "status": "done",
+                     *           "step": "Ride the bus for one stop",
+                     *           "suds_after": 35,
+                     *           "suds_before": 70,
+                     *           "suds_peak": 85
+                     *         }
+                     *       ],
+                     *       "from": "2026-10-27T16:00:00Z",
+                     *       "measures": {
+                     *         "gad7": [],
+                     *         "phq9": [
+                     *           {
+                     *             "completed_at": "2026-11-02T14:50:00Z",
+                     *             "completion_id": "cmp_01jd0e2g4j6m8p0r2t4w6y8a0c",
+                     *             "score": 12,
+                     *             "severity": "moderate"
+                     *           },
+                     *           {
+                     *             "completed_at": "2026-11-16T14:55:00Z",
+                     *             "completion_id": "cmp_01jd1f3h5k7n9q1s3v5x7z9b1d",
+                     *             "score": 9,
+                     *             "severity": "mild"
+                     *           }
+                     *         ]
+                     *       },
+                     *       "overall": {
+                     *         "barriers": {
+                     *           "felt_overwhelmed": 1,
+                     *           "forgot": 2,
+                     *           "no_time": 3,
+                     *           "not_relevant": 0,
+                     *           "other": 0,
+                     *           "too_hard": 0,
+                     *           "unclear_instructions": 0
+                     *         },
+                     *         "best_streak": 6,
+                     *         "completed": 15,
+                     *         "completion_rate": 0.75,
+                     *         "counted": 20,
+                     *         "current_streak": 4,
+                     *         "imported": 0,
+                     *         "mean_helpfulness": 6.42,
+                     *         "on_time": 13,
+                     *         "on_time_rate": 0.8667,
+                     *         "rated": 12
+                     *       },
+                     *       "to": "2026-11-24T16:00:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["AdherenceOut"];
                 };
             };
@@ -7205,7 +7982,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7215,7 +7991,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7225,7 +8000,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7250,7 +8024,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7284,6 +8057,20 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "clinicians": [
+                     *         {
+                     *           "created_at": "2026-11-02T14:20:00Z",
+                     *           "display_name": "Dr Avery Lane",
+                     *           "external_id": "vendor-clinician-0193",
+                     *           "id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *           "updated_at": "2026-11-02T14:20:00Z"
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["CareTeamOut"];
                 };
             };
@@ -7293,7 +8080,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7303,7 +8089,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7313,7 +8098,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7338,7 +8122,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7369,6 +8152,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "clinician_id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c"
+                 *     }
+                 */
                 "application/json": components["schemas"]["CareTeamMemberAdd"];
             };
         };
@@ -7379,6 +8167,20 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "clinicians": [
+                     *         {
+                     *           "created_at": "2026-11-02T14:20:00Z",
+                     *           "display_name": "Dr Avery Lane",
+                     *           "external_id": "vendor-clinician-0193",
+                     *           "id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *           "updated_at": "2026-11-02T14:20:00Z"
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["CareTeamOut"];
                 };
             };
@@ -7388,7 +8190,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7398,7 +8199,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7408,7 +8208,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7462,7 +8261,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7504,7 +8302,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7514,7 +8311,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7524,7 +8320,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7549,7 +8344,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7586,6 +8380,105 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "adjustments": [
+                     *         {
+                     *           "adjustment_id": "adj_01jd4f6h8k0n2q4s6v8y0b2d4f",
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "created_at": "2026-11-24T02:10:00Z",
+                     *           "note": "Weekday evenings are busy; every other evening feels doable.",
+                     *           "proposed": {
+                     *             "rrule": "FREQ=DAILY;INTERVAL=2;COUNT=3"
+                     *           },
+                     *           "resolved_at": null,
+                     *           "status": "proposed",
+                     *           "title": "Evening mood log"
+                     *         }
+                     *       ],
+                     *       "assigned": [
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "created_at": "2026-11-23T15:30:00Z",
+                     *           "kind": "mood_log",
+                     *           "status": "active",
+                     *           "title": "Evening mood log"
+                     *         }
+                     *       ],
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "counts": {
+                     *         "done": 1,
+                     *         "not_done": 1,
+                     *         "partly_done": 0
+                     *       },
+                     *       "distress_flags": [
+                     *         {
+                     *           "completed_at": "2026-11-22T23:20:00Z",
+                     *           "completion_id": "cmp_01jd4g6j8m0p2r4t6w8y0b2d4f",
+                     *           "kind": "exposure",
+                     *           "occurrence_id": "occ_01jd0c2e4h7k0n3q6s9v2x5z8b",
+                     *           "reasons": [
+                     *             "barrier:felt_overwhelmed"
+                     *           ],
+                     *           "reviewed": false,
+                     *           "reviewed_at": null
+                     *         }
+                     *       ],
+                     *       "done": [
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "barrier_note": null,
+                     *           "barriers": [],
+                     *           "completed_at": "2026-11-24T01:12:00Z",
+                     *           "completion_id": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z",
+                     *           "due_at": "2026-11-24T01:00:00Z",
+                     *           "helpfulness": 7,
+                     *           "kind": "mood_log",
+                     *           "late": false,
+                     *           "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *           "status": "completed",
+                     *           "title": "Evening mood log"
+                     *         }
+                     *       ],
+                     *       "mean_helpfulness": 7,
+                     *       "measures": {
+                     *         "gad7": null,
+                     *         "phq9": {
+                     *           "change": -3,
+                     *           "completed_at": "2026-11-16T14:55:00Z",
+                     *           "completion_id": "cmp_01jd1f3h5k7n9q1s3v5x7z9b1d",
+                     *           "previous_score": 12,
+                     *           "previous_severity": "moderate",
+                     *           "score": 9,
+                     *           "severity": "mild"
+                     *         }
+                     *       },
+                     *       "next_session_at": "2026-11-30T15:00:00Z",
+                     *       "not_done": [
+                     *         {
+                     *           "assignment_id": "asg_01jd0c2e4g6j8m0p2r4t6w8y0a",
+                     *           "barrier_note": "Work ran late and I was too drained to start.",
+                     *           "barriers": [
+                     *             "no_time",
+                     *             "felt_overwhelmed"
+                     *           ],
+                     *           "completed_at": "2026-11-22T23:20:00Z",
+                     *           "completion_id": "cmp_01jd4g6j8m0p2r4t6w8y0b2d4f",
+                     *           "due_at": "2026-11-22T23:00:00Z",
+                     *           "helpfulness": null,
+                     *           "kind": "exposure",
+                     *           "late": false,
+                     *           "occurrence_id": "occ_01jd0c2e4h7k0n3q6s9v2x5z8b",
+                     *           "status": "declined",
+                     *           "title": "Ride the bus for two stops"
+                     *         }
+                     *       ],
+                     *       "partly_done": [],
+                     *       "rated": 1,
+                     *       "since": "2026-11-17T16:00:00Z",
+                     *       "until": "2026-11-24T16:00:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["SessionSummaryOut"];
                 };
             };
@@ -7595,7 +8488,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7605,7 +8497,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7615,7 +8506,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7640,7 +8530,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7679,6 +8568,20 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "created_at": "2026-11-02T14:20:00Z",
+                     *           "display_name": "Dr Avery Lane",
+                     *           "external_id": "vendor-clinician-0193",
+                     *           "id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *           "updated_at": "2026-11-02T14:20:00Z"
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Page_ClinicianOut_"];
                 };
             };
@@ -7688,7 +8591,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7698,7 +8600,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7723,7 +8624,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7752,6 +8652,12 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "display_name": "Dr Avery Lane",
+                 *       "external_id": "vendor-clinician-0193"
+                 *     }
+                 */
                 "application/json": components["schemas"]["ClinicianCreate"];
             };
         };
@@ -7762,6 +8668,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "created_at": "2026-11-02T14:20:00Z",
+                     *       "display_name": "Dr Avery Lane",
+                     *       "external_id": "vendor-clinician-0193",
+                     *       "id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *       "updated_at": "2026-11-02T14:20:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["ClinicianOut"];
                 };
             };
@@ -7771,7 +8686,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7781,7 +8695,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7802,7 +8715,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7836,7 +8748,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7870,6 +8781,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "created_at": "2026-11-02T14:20:00Z",
+                     *       "display_name": "Dr Avery Lane",
+                     *       "external_id": "vendor-clinician-0193",
+                     *       "id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *       "updated_at": "2026-11-02T14:20:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["ClinicianOut"];
                 };
             };
@@ -7879,7 +8799,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7889,7 +8808,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7899,7 +8817,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7924,7 +8841,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7968,7 +8884,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7978,7 +8893,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7988,7 +8902,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -7998,7 +8911,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8023,7 +8935,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8054,6 +8965,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "display_name": "Dr Avery Lane, PsyD"
+                 *     }
+                 */
                 "application/json": components["schemas"]["ClinicianUpdate"];
             };
         };
@@ -8064,6 +8980,15 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "created_at": "2026-11-02T14:20:00Z",
+                     *       "display_name": "Dr Avery Lane",
+                     *       "external_id": "vendor-clinician-0193",
+                     *       "id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *       "updated_at": "2026-11-02T14:20:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["ClinicianOut"];
                 };
             };
@@ -8073,7 +8998,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8083,7 +9007,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8093,7 +9016,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8112,7 +9034,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8122,7 +9043,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8156,7 +9076,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8190,6 +9109,38 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "as_of": "2026-11-24T16:00:00Z",
+                     *       "clients": [
+                     *         {
+                     *           "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *           "completion_rate_28d": 0.75,
+                     *           "external_id": "patient-4821",
+                     *           "helpfulness_previous": 7,
+                     *           "helpfulness_recent": 5.5,
+                     *           "helpfulness_trend": -1.5,
+                     *           "last_completed_at": "2026-11-24T01:12:00Z",
+                     *           "missed_in_a_row": 2,
+                     *           "next_session_at": "2026-11-30T15:00:00Z",
+                     *           "open_distress_flags": 1
+                     *         },
+                     *         {
+                     *           "client_id": "clt_01jd3y2b4d6f8h0k2n4q6s8v0x",
+                     *           "completion_rate_28d": 0.9,
+                     *           "external_id": "patient-5307",
+                     *           "helpfulness_previous": null,
+                     *           "helpfulness_recent": 8,
+                     *           "helpfulness_trend": null,
+                     *           "last_completed_at": "2026-11-24T12:30:00Z",
+                     *           "missed_in_a_row": 0,
+                     *           "next_session_at": null,
+                     *           "open_distress_flags": 0
+                     *         }
+                     *       ],
+                     *       "clinician_id": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c"
+                     *     }
+                     */
                     "application/json": components["schemas"]["CaseloadOut"];
                 };
             };
@@ -8199,7 +9150,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8209,7 +9159,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8219,7 +9168,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8244,7 +9192,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8291,6 +9238,54 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "answers": {
+                     *             "emotions": [
+                     *               "calm",
+                     *               "tired"
+                     *             ],
+                     *             "mood": 6,
+                     *             "note": "A walk after dinner helped."
+                     *           },
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "barrier_note": null,
+                     *           "barriers": [],
+                     *           "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *           "completed_at": "2026-11-24T01:12:00Z",
+                     *           "created_at": "2026-11-24T01:12:03Z",
+                     *           "distress_flagged": false,
+                     *           "distress_reasons": [],
+                     *           "editable_until": "2026-11-25T01:12:03Z",
+                     *           "effort": 3,
+                     *           "helpfulness": 7,
+                     *           "id": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z",
+                     *           "imported": false,
+                     *           "in_session": false,
+                     *           "kind": "mood_log",
+                     *           "late": false,
+                     *           "measure": null,
+                     *           "minutes_spent": 2,
+                     *           "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *           "received_at": "2026-11-24T01:12:03Z",
+                     *           "recorded_by": "client",
+                     *           "reflection": "Writing it down showed me the evening was better than the morning.",
+                     *           "review": {
+                     *             "feedback": "Thank you for logging this. Let's look at what made the evening calmer next time.",
+                     *             "reviewed_at": "2026-11-24T14:05:00Z",
+                     *             "reviewed_by": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c"
+                     *           },
+                     *           "revision": 2,
+                     *           "status": "done",
+                     *           "time_zone": "America/New_York",
+                     *           "updated_at": "2026-11-24T14:05:00Z"
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Page_CompletionOut_"];
                 };
             };
@@ -8300,7 +9295,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8310,7 +9304,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8335,7 +9328,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8364,6 +9356,26 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "answers": {
+                 *         "emotions": [
+                 *           "calm",
+                 *           "tired"
+                 *         ],
+                 *         "mood": 6,
+                 *         "note": "A walk after dinner helped."
+                 *       },
+                 *       "completed_at": "2026-11-23T20:12:00-05:00",
+                 *       "effort": 3,
+                 *       "helpfulness": 7,
+                 *       "minutes_spent": 2,
+                 *       "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                 *       "reflection": "Writing it down showed me the evening was better than the morning.",
+                 *       "status": "done",
+                 *       "time_zone": "America/New_York"
+                 *     }
+                 */
                 "application/json": components["schemas"]["CompletionCreate"];
             };
         };
@@ -8374,6 +9386,49 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "answers": {
+                     *         "emotions": [
+                     *           "calm",
+                     *           "tired"
+                     *         ],
+                     *         "mood": 6,
+                     *         "note": "A walk after dinner helped."
+                     *       },
+                     *       "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *       "barrier_note": null,
+                     *       "barriers": [],
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "completed_at": "2026-11-24T01:12:00Z",
+                     *       "created_at": "2026-11-24T01:12:03Z",
+                     *       "distress_flagged": false,
+                     *       "distress_reasons": [],
+                     *       "editable_until": "2026-11-25T01:12:03Z",
+                     *       "effort": 3,
+                     *       "helpfulness": 7,
+                     *       "id": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z",
+                     *       "imported": false,
+                     *       "in_session": false,
+                     *       "kind": "mood_log",
+                     *       "late": false,
+                     *       "measure": null,
+                     *       "minutes_spent": 2,
+                     *       "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *       "received_at": "2026-11-24T01:12:03Z",
+                     *       "recorded_by": "client",
+                     *       "reflection": "Writing it down showed me the evening was better than the morning.",
+                     *       "review": {
+                     *         "feedback": "Thank you for logging this. Let's look at what made the evening calmer next time.",
+                     *         "reviewed_at": "2026-11-24T14:05:00Z",
+                     *         "reviewed_by": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c"
+                     *       },
+                     *       "revision": 2,
+                     *       "status": "done",
+                     *       "time_zone": "America/New_York",
+                     *       "updated_at": "2026-11-24T14:05:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["CompletionOut"];
                 };
             };
@@ -8383,7 +9438,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8393,7 +9447,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8403,7 +9456,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8424,7 +9476,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8458,7 +9509,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8492,6 +9542,49 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "answers": {
+                     *         "emotions": [
+                     *           "calm",
+                     *           "tired"
+                     *         ],
+                     *         "mood": 6,
+                     *         "note": "A walk after dinner helped."
+                     *       },
+                     *       "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *       "barrier_note": null,
+                     *       "barriers": [],
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "completed_at": "2026-11-24T01:12:00Z",
+                     *       "created_at": "2026-11-24T01:12:03Z",
+                     *       "distress_flagged": false,
+                     *       "distress_reasons": [],
+                     *       "editable_until": "2026-11-25T01:12:03Z",
+                     *       "effort": 3,
+                     *       "helpfulness": 7,
+                     *       "id": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z",
+                     *       "imported": false,
+                     *       "in_session": false,
+                     *       "kind": "mood_log",
+                     *       "late": false,
+                     *       "measure": null,
+                     *       "minutes_spent": 2,
+                     *       "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *       "received_at": "2026-11-24T01:12:03Z",
+                     *       "recorded_by": "client",
+                     *       "reflection": "Writing it down showed me the evening was better than the morning.",
+                     *       "review": {
+                     *         "feedback": "Thank you for logging this. Let's look at what made the evening calmer next time.",
+                     *         "reviewed_at": "2026-11-24T14:05:00Z",
+                     *         "reviewed_by": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c"
+                     *       },
+                     *       "revision": 2,
+                     *       "status": "done",
+                     *       "time_zone": "America/New_York",
+                     *       "updated_at": "2026-11-24T14:05:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["CompletionOut"];
                 };
             };
@@ -8501,7 +9594,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8511,7 +9603,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8521,7 +9612,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8546,7 +9636,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8577,6 +9666,24 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "answers": {
+                 *         "emotions": [
+                 *           "calm",
+                 *           "content",
+                 *           "tired"
+                 *         ],
+                 *         "mood": 7,
+                 *         "note": "A walk after dinner helped."
+                 *       },
+                 *       "effort": 3,
+                 *       "helpfulness": 8,
+                 *       "minutes_spent": 2,
+                 *       "reflection": "Writing it down showed me the evening was better than the morning.",
+                 *       "status": "done"
+                 *     }
+                 */
                 "application/json": components["schemas"]["CompletionUpdate"];
             };
         };
@@ -8587,6 +9694,49 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "answers": {
+                     *         "emotions": [
+                     *           "calm",
+                     *           "tired"
+                     *         ],
+                     *         "mood": 6,
+                     *         "note": "A walk after dinner helped."
+                     *       },
+                     *       "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *       "barrier_note": null,
+                     *       "barriers": [],
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "completed_at": "2026-11-24T01:12:00Z",
+                     *       "created_at": "2026-11-24T01:12:03Z",
+                     *       "distress_flagged": false,
+                     *       "distress_reasons": [],
+                     *       "editable_until": "2026-11-25T01:12:03Z",
+                     *       "effort": 3,
+                     *       "helpfulness": 7,
+                     *       "id": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z",
+                     *       "imported": false,
+                     *       "in_session": false,
+                     *       "kind": "mood_log",
+                     *       "late": false,
+                     *       "measure": null,
+                     *       "minutes_spent": 2,
+                     *       "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *       "received_at": "2026-11-24T01:12:03Z",
+                     *       "recorded_by": "client",
+                     *       "reflection": "Writing it down showed me the evening was better than the morning.",
+                     *       "review": {
+                     *         "feedback": "Thank you for logging this. Let's look at what made the evening calmer next time.",
+                     *         "reviewed_at": "2026-11-24T14:05:00Z",
+                     *         "reviewed_by": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c"
+                     *       },
+                     *       "revision": 2,
+                     *       "status": "done",
+                     *       "time_zone": "America/New_York",
+                     *       "updated_at": "2026-11-24T14:05:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["CompletionOut"];
                 };
             };
@@ -8596,7 +9746,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8606,7 +9755,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8616,7 +9764,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8635,7 +9782,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8645,7 +9791,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8679,7 +9824,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8710,6 +9854,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "feedback": "Thank you for logging this. Let's look at what made the evening calmer next time."
+                 *     }
+                 */
                 "application/json": components["schemas"]["ReviewCreate"];
             };
         };
@@ -8720,6 +9869,49 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "answers": {
+                     *         "emotions": [
+                     *           "calm",
+                     *           "tired"
+                     *         ],
+                     *         "mood": 6,
+                     *         "note": "A walk after dinner helped."
+                     *       },
+                     *       "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *       "barrier_note": null,
+                     *       "barriers": [],
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "completed_at": "2026-11-24T01:12:00Z",
+                     *       "created_at": "2026-11-24T01:12:03Z",
+                     *       "distress_flagged": false,
+                     *       "distress_reasons": [],
+                     *       "editable_until": "2026-11-25T01:12:03Z",
+                     *       "effort": 3,
+                     *       "helpfulness": 7,
+                     *       "id": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z",
+                     *       "imported": false,
+                     *       "in_session": false,
+                     *       "kind": "mood_log",
+                     *       "late": false,
+                     *       "measure": null,
+                     *       "minutes_spent": 2,
+                     *       "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *       "received_at": "2026-11-24T01:12:03Z",
+                     *       "recorded_by": "client",
+                     *       "reflection": "Writing it down showed me the evening was better than the morning.",
+                     *       "review": {
+                     *         "feedback": "Thank you for logging this. Let's look at what made the evening calmer next time.",
+                     *         "reviewed_at": "2026-11-24T14:05:00Z",
+                     *         "reviewed_by": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c"
+                     *       },
+                     *       "revision": 2,
+                     *       "status": "done",
+                     *       "time_zone": "America/New_York",
+                     *       "updated_at": "2026-11-24T14:05:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["CompletionOut"];
                 };
             };
@@ -8729,7 +9921,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8739,7 +9930,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8749,7 +9939,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8803,7 +9992,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8837,6 +10025,32 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example [
+                     *       {
+                     *         "content": {
+                     *           "answers": {
+                     *             "emotions": [
+                     *               "calm",
+                     *               "tired"
+                     *             ],
+                     *             "mood": 6,
+                     *             "note": "A walk after dinner helped."
+                     *           },
+                     *           "barrier_note": null,
+                     *           "barriers": [],
+                     *           "effort": 3,
+                     *           "helpfulness": 7,
+                     *           "minutes_spent": 2,
+                     *           "reflection": "Writing it down showed me the evening was better than the morning.",
+                     *           "status": "done"
+                     *         },
+                     *         "created_at": "2026-11-24T01:12:03Z",
+                     *         "number": 1,
+                     *         "recorded_by": "client"
+                     *       }
+                     *     ]
+                     */
                     "application/json": components["schemas"]["CompletionRevisionOut"][];
                 };
             };
@@ -8846,7 +10060,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8856,7 +10069,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8866,7 +10078,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8891,7 +10102,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8934,6 +10144,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "data": {
+                     *             "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *             "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *             "completion_id": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z",
+                     *             "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n"
+                     *           },
+                     *           "id": "evt_01jd5c7e9g1j3m5p7r9t1v3x06",
+                     *           "sequence": 1046,
+                     *           "timestamp": "2026-11-22T19:41:00.512084Z",
+                     *           "type": "completion.created"
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Page_EventOut_"];
                 };
             };
@@ -8943,7 +10172,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8953,7 +10181,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -8978,7 +10205,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9007,6 +10233,12 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "since": "2026-11-22T00:00:00Z",
+                 *       "until": "2026-11-23T00:00:00Z"
+                 *     }
+                 */
                 "application/json": components["schemas"]["RedeliverFailed"];
             };
         };
@@ -9017,6 +10249,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "deliveries": 2
+                     *     }
+                     */
                     "application/json": components["schemas"]["RedeliveryOut"];
                 };
             };
@@ -9026,7 +10263,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9036,7 +10272,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9046,7 +10281,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9100,7 +10334,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9134,6 +10367,20 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *         "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *         "completion_id": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z",
+                     *         "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n"
+                     *       },
+                     *       "id": "evt_01jd5c7e9g1j3m5p7r9t1v3x06",
+                     *       "sequence": 1046,
+                     *       "timestamp": "2026-11-22T19:41:00.512084Z",
+                     *       "type": "completion.created"
+                     *     }
+                     */
                     "application/json": components["schemas"]["EventOut"];
                 };
             };
@@ -9143,7 +10390,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9153,7 +10399,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9163,7 +10408,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9188,7 +10432,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9219,6 +10462,7 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /** @example {} */
                 "application/json": components["schemas"]["Redeliver"];
             };
         };
@@ -9229,6 +10473,11 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "deliveries": 2
+                     *     }
+                     */
                     "application/json": components["schemas"]["RedeliveryOut"];
                 };
             };
@@ -9238,7 +10487,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9248,7 +10496,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9258,7 +10505,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9279,7 +10525,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9313,7 +10558,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9345,6 +10589,17 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "audience": "homework-api",
+                     *       "external_id_claim": "sub",
+                     *       "issuer": "https://id.vendor.example/",
+                     *       "jwks_url": "https://id.vendor.example/.well-known/jwks.json",
+                     *       "kind_claim": "homework_kind",
+                     *       "max_token_lifetime_seconds": null,
+                     *       "updated_at": "2026-11-03T09:12:44Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["IdentityProviderOut"];
                 };
             };
@@ -9354,7 +10609,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9364,7 +10618,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9374,7 +10627,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9390,7 +10642,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9416,6 +10667,15 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "audience": "homework-api",
+                 *       "external_id_claim": "sub",
+                 *       "issuer": "https://id.vendor.example/",
+                 *       "jwks_url": "https://id.vendor.example/.well-known/jwks.json",
+                 *       "kind_claim": "homework_kind"
+                 *     }
+                 */
                 "application/json": components["schemas"]["IdentityProviderIn"];
             };
         };
@@ -9426,6 +10686,17 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "audience": "homework-api",
+                     *       "external_id_claim": "sub",
+                     *       "issuer": "https://id.vendor.example/",
+                     *       "jwks_url": "https://id.vendor.example/.well-known/jwks.json",
+                     *       "kind_claim": "homework_kind",
+                     *       "max_token_lifetime_seconds": null,
+                     *       "updated_at": "2026-11-03T09:12:44Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["IdentityProviderOut"];
                 };
             };
@@ -9435,7 +10706,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9445,7 +10715,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9488,7 +10757,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9527,7 +10795,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9537,7 +10804,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9547,7 +10813,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9563,7 +10828,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9605,7 +10869,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9615,7 +10878,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9625,7 +10887,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9661,7 +10922,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9693,6 +10953,19 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example [
+                     *       {
+                     *         "created_at": "2026-11-22T09:00:00Z",
+                     *         "id": "oac_01jc8a0c2e4g6j8m0p2r4t6w8y",
+                     *         "name": "Acme Telehealth backend",
+                     *         "previous_secret_expires_at": "2026-12-03T09:00:00Z",
+                     *         "revoked_at": null,
+                     *         "scope": "system/clients.cruds system/assignments.cruds",
+                     *         "secret_rotated_at": "2026-12-02T09:00:00Z"
+                     *       }
+                     *     ]
+                     */
                     "application/json": components["schemas"]["OAuthClientOut"][];
                 };
             };
@@ -9702,7 +10975,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9712,7 +10984,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9728,7 +10999,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9762,6 +11032,17 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "created_at": "2026-11-22T09:00:00Z",
+                     *       "id": "oac_01jc8a0c2e4g6j8m0p2r4t6w8y",
+                     *       "name": "Acme Telehealth backend",
+                     *       "previous_secret_expires_at": "2026-12-03T09:00:00Z",
+                     *       "revoked_at": null,
+                     *       "scope": "system/clients.cruds system/assignments.cruds",
+                     *       "secret_rotated_at": "2026-12-02T09:00:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["OAuthClientOut"];
                 };
             };
@@ -9771,7 +11052,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9781,7 +11061,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9791,7 +11070,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9816,7 +11094,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9853,6 +11130,17 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "created_at": "2026-11-22T09:00:00Z",
+                     *       "id": "oac_01jc8a0c2e4g6j8m0p2r4t6w8y",
+                     *       "name": "Acme Telehealth backend",
+                     *       "previous_secret_expires_at": "2026-12-03T09:00:00Z",
+                     *       "revoked_at": null,
+                     *       "scope": "system/clients.cruds system/assignments.cruds",
+                     *       "secret_rotated_at": "2026-12-02T09:00:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["OAuthClientOut"];
                 };
             };
@@ -9862,7 +11150,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9872,7 +11159,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9882,7 +11168,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9918,7 +11203,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9949,6 +11233,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "old_secret_expires_in": 3600
+                 *     }
+                 */
                 "application/json": components["schemas"]["RotationIn"];
             };
         };
@@ -9959,6 +11248,18 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "client_secret": "hws_example-only-not-real",
+                     *       "created_at": "2026-11-22T09:00:00Z",
+                     *       "id": "oac_01jc8a0c2e4g6j8m0p2r4t6w8y",
+                     *       "name": "Acme Telehealth backend",
+                     *       "previous_secret_expires_at": "2026-12-03T09:00:00Z",
+                     *       "revoked_at": null,
+                     *       "scope": "system/clients.cruds system/assignments.cruds",
+                     *       "secret_rotated_at": "2026-12-02T09:00:00Z"
+                     *     }
+                     */
                     "application/json": components["schemas"]["RotatedClientOut"];
                 };
             };
@@ -9968,7 +11269,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9978,7 +11278,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -9988,7 +11287,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10009,7 +11307,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10043,7 +11340,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10075,6 +11371,84 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "date": "2026-11-23",
+                     *       "items": [
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "difficulty_step": 1,
+                     *           "estimated_minutes": 2,
+                     *           "instructions": "Once a day, rate your mood from 0 to 10, choose any emotions that fit, and add a note if something stood out. It takes a minute; there are no wrong answers.",
+                     *           "kind": "mood_log",
+                     *           "occurrence": {
+                     *             "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *             "closes_at": "2026-11-24T13:00:00Z",
+                     *             "due_at": "2026-11-24T01:00:00Z",
+                     *             "id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *             "local_due": "2026-11-23T20:00",
+                     *             "opens_at": "2026-11-23T15:30:00Z",
+                     *             "ordinal": 0,
+                     *             "status": "open",
+                     *             "time_zone": "America/New_York"
+                     *           },
+                     *           "purpose": "To see whether the evenings you go for a walk feel different from the others.",
+                     *           "response_schema": {
+                     *             "additionalProperties": false,
+                     *             "properties": {
+                     *               "emotions": {
+                     *                 "items": {
+                     *                   "enum": [
+                     *                     "happy",
+                     *                     "calm",
+                     *                     "content",
+                     *                     "hopeful",
+                     *                     "proud",
+                     *                     "grateful",
+                     *                     "sad",
+                     *                     "anxious",
+                     *                     "worried",
+                     *                     "angry",
+                     *                     "irritable",
+                     *                     "ashamed",
+                     *                     "guilty",
+                     *                     "lonely",
+                     *                     "tired",
+                     *                     "numb"
+                     *                   ],
+                     *                   "maxLength": 20,
+                     *                   "type": "string"
+                     *                 },
+                     *                 "maxItems": 16,
+                     *                 "title": "Emotions",
+                     *                 "type": "array"
+                     *               },
+                     *               "mood": {
+                     *                 "description": "0 = the lowest you have felt, 10 = the best",
+                     *                 "maximum": 10,
+                     *                 "minimum": 0,
+                     *                 "title": "Mood today",
+                     *                 "type": "integer"
+                     *               },
+                     *               "note": {
+                     *                 "description": "Anything that affected your mood today.",
+                     *                 "maxLength": 2000,
+                     *                 "minLength": 1,
+                     *                 "title": "Note",
+                     *                 "type": "string"
+                     *               }
+                     *             },
+                     *             "required": [
+                     *               "mood"
+                     *             ],
+                     *             "type": "object"
+                     *           },
+                     *           "title": "Evening mood log"
+                     *         }
+                     *       ],
+                     *       "time_zone": "America/New_York"
+                     *     }
+                     */
                     "application/json": components["schemas"]["Homework"];
                 };
             };
@@ -10084,7 +11458,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10094,7 +11467,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10110,7 +11482,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10154,6 +11525,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *           "due_at": "2026-11-24T01:00:00Z",
+                     *           "id": "rem_01jd4a2b3c5g7k9n1q3s5v7x9z",
+                     *           "local_due": "2026-11-23T20:00",
+                     *           "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *           "reason": null,
+                     *           "sent_at": "2026-11-24T01:00:02Z",
+                     *           "state": "sent",
+                     *           "time_zone": "America/New_York"
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Page_ReminderOut_"];
                 };
             };
@@ -10163,7 +11553,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10173,7 +11562,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10198,7 +11586,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10235,6 +11622,20 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "due_at": "2026-11-24T01:00:00Z",
+                     *       "id": "rem_01jd4a2b3c5g7k9n1q3s5v7x9z",
+                     *       "local_due": "2026-11-23T20:00",
+                     *       "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *       "reason": null,
+                     *       "sent_at": "2026-11-24T01:00:02Z",
+                     *       "state": "sent",
+                     *       "time_zone": "America/New_York"
+                     *     }
+                     */
                     "application/json": components["schemas"]["ReminderOut"];
                 };
             };
@@ -10244,7 +11645,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10254,7 +11654,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10264,7 +11663,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10300,7 +11698,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10331,6 +11728,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "minutes": 30
+                 *     }
+                 */
                 "application/json": components["schemas"]["SnoozeRequest"];
             };
         };
@@ -10341,6 +11743,20 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "due_at": "2026-11-24T01:00:00Z",
+                     *       "id": "rem_01jd4a2b3c5g7k9n1q3s5v7x9z",
+                     *       "local_due": "2026-11-23T20:00",
+                     *       "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *       "reason": null,
+                     *       "sent_at": "2026-11-24T01:00:02Z",
+                     *       "state": "sent",
+                     *       "time_zone": "America/New_York"
+                     *     }
+                     */
                     "application/json": components["schemas"]["ReminderOut"];
                 };
             };
@@ -10350,7 +11766,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10360,7 +11775,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10370,7 +11784,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10391,7 +11804,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10425,7 +11837,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10466,6 +11877,81 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "builtin": true,
+                     *           "created_at": "2026-11-01T00:00:00Z",
+                     *           "default_reminder_local_times": [
+                     *             "20:00"
+                     *           ],
+                     *           "estimated_minutes": 2,
+                     *           "id": "tpl_builtin_mood_log",
+                     *           "instructions": "Once a day, rate your mood from 0 to 10, choose any emotions that fit, and add a note if something stood out. It takes a minute; there are no wrong answers.",
+                     *           "kind": "mood_log",
+                     *           "latest_version": 1,
+                     *           "name": "Mood log",
+                     *           "purpose": "A daily record shows how your mood moves with your days, which is easier to see on a chart than to remember in session.",
+                     *           "response_schema": {
+                     *             "additionalProperties": false,
+                     *             "properties": {
+                     *               "emotions": {
+                     *                 "items": {
+                     *                   "enum": [
+                     *                     "happy",
+                     *                     "calm",
+                     *                     "content",
+                     *                     "hopeful",
+                     *                     "proud",
+                     *                     "grateful",
+                     *                     "sad",
+                     *                     "anxious",
+                     *                     "worried",
+                     *                     "angry",
+                     *                     "irritable",
+                     *                     "ashamed",
+                     *                     "guilty",
+                     *                     "lonely",
+                     *                     "tired",
+                     *                     "numb"
+                     *                   ],
+                     *                   "maxLength": 20,
+                     *                   "type": "string"
+                     *                 },
+                     *                 "maxItems": 16,
+                     *                 "title": "Emotions",
+                     *                 "type": "array"
+                     *               },
+                     *               "mood": {
+                     *                 "description": "0 = the lowest you have felt, 10 = the best",
+                     *                 "maximum": 10,
+                     *                 "minimum": 0,
+                     *                 "title": "Mood today",
+                     *                 "type": "integer"
+                     *               },
+                     *               "note": {
+                     *                 "description": "Anything that affected your mood today.",
+                     *                 "maxLength": 2000,
+                     *                 "minLength": 1,
+                     *                 "title": "Note",
+                     *                 "type": "string"
+                     *               }
+                     *             },
+                     *             "required": [
+                     *               "mood"
+                     *             ],
+                     *             "type": "object"
+                     *           },
+                     *           "retired_at": null,
+                     *           "updated_at": "2026-11-01T00:00:00Z",
+                     *           "version": 1,
+                     *           "version_id": "tpv_01jc9e1g3j5m7p9r1t3w5y7a9c"
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Page_TemplateOut_"];
                 };
             };
@@ -10475,7 +11961,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10485,7 +11970,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10510,7 +11994,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10539,6 +12022,37 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "default_reminder_local_times": [
+                 *         "18:00"
+                 *       ],
+                 *       "estimated_minutes": 15,
+                 *       "instructions": "Set aside 15 minutes at the same time each day. Write down what you worried about, then put the worries away until tomorrow's worry time.",
+                 *       "name": "Worry time",
+                 *       "purpose": "Postponing worry to a set time shows that worries can wait, and that many of them shrink by then.",
+                 *       "response_schema": {
+                 *         "additionalProperties": false,
+                 *         "properties": {
+                 *           "minutes": {
+                 *             "maximum": 60,
+                 *             "minimum": 1,
+                 *             "title": "Minutes",
+                 *             "type": "integer"
+                 *           },
+                 *           "worry": {
+                 *             "maxLength": 2000,
+                 *             "title": "What did you worry about?",
+                 *             "type": "string"
+                 *           }
+                 *         },
+                 *         "required": [
+                 *           "worry"
+                 *         ],
+                 *         "type": "object"
+                 *       }
+                 *     }
+                 */
                 "application/json": components["schemas"]["TemplateCreate"];
             };
         };
@@ -10549,6 +12063,76 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "builtin": true,
+                     *       "created_at": "2026-11-01T00:00:00Z",
+                     *       "default_reminder_local_times": [
+                     *         "20:00"
+                     *       ],
+                     *       "estimated_minutes": 2,
+                     *       "id": "tpl_builtin_mood_log",
+                     *       "instructions": "Once a day, rate your mood from 0 to 10, choose any emotions that fit, and add a note if something stood out. It takes a minute; there are no wrong answers.",
+                     *       "kind": "mood_log",
+                     *       "latest_version": 1,
+                     *       "name": "Mood log",
+                     *       "purpose": "A daily record shows how your mood moves with your days, which is easier to see on a chart than to remember in session.",
+                     *       "response_schema": {
+                     *         "additionalProperties": false,
+                     *         "properties": {
+                     *           "emotions": {
+                     *             "items": {
+                     *               "enum": [
+                     *                 "happy",
+                     *                 "calm",
+                     *                 "content",
+                     *                 "hopeful",
+                     *                 "proud",
+                     *                 "grateful",
+                     *                 "sad",
+                     *                 "anxious",
+                     *                 "worried",
+                     *                 "angry",
+                     *                 "irritable",
+                     *                 "ashamed",
+                     *                 "guilty",
+                     *                 "lonely",
+                     *                 "tired",
+                     *                 "numb"
+                     *               ],
+                     *               "maxLength": 20,
+                     *               "type": "string"
+                     *             },
+                     *             "maxItems": 16,
+                     *             "title": "Emotions",
+                     *             "type": "array"
+                     *           },
+                     *           "mood": {
+                     *             "description": "0 = the lowest you have felt, 10 = the best",
+                     *             "maximum": 10,
+                     *             "minimum": 0,
+                     *             "title": "Mood today",
+                     *             "type": "integer"
+                     *           },
+                     *           "note": {
+                     *             "description": "Anything that affected your mood today.",
+                     *             "maxLength": 2000,
+                     *             "minLength": 1,
+                     *             "title": "Note",
+                     *             "type": "string"
+                     *           }
+                     *         },
+                     *         "required": [
+                     *           "mood"
+                     *         ],
+                     *         "type": "object"
+                     *       },
+                     *       "retired_at": null,
+                     *       "updated_at": "2026-11-01T00:00:00Z",
+                     *       "version": 1,
+                     *       "version_id": "tpv_01jc9e1g3j5m7p9r1t3w5y7a9c"
+                     *     }
+                     */
                     "application/json": components["schemas"]["TemplateOut"];
                 };
             };
@@ -10558,7 +12142,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10568,7 +12151,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10622,7 +12204,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10658,6 +12239,76 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "builtin": true,
+                     *       "created_at": "2026-11-01T00:00:00Z",
+                     *       "default_reminder_local_times": [
+                     *         "20:00"
+                     *       ],
+                     *       "estimated_minutes": 2,
+                     *       "id": "tpl_builtin_mood_log",
+                     *       "instructions": "Once a day, rate your mood from 0 to 10, choose any emotions that fit, and add a note if something stood out. It takes a minute; there are no wrong answers.",
+                     *       "kind": "mood_log",
+                     *       "latest_version": 1,
+                     *       "name": "Mood log",
+                     *       "purpose": "A daily record shows how your mood moves with your days, which is easier to see on a chart than to remember in session.",
+                     *       "response_schema": {
+                     *         "additionalProperties": false,
+                     *         "properties": {
+                     *           "emotions": {
+                     *             "items": {
+                     *               "enum": [
+                     *                 "happy",
+                     *                 "calm",
+                     *                 "content",
+                     *                 "hopeful",
+                     *                 "proud",
+                     *                 "grateful",
+                     *                 "sad",
+                     *                 "anxious",
+                     *                 "worried",
+                     *                 "angry",
+                     *                 "irritable",
+                     *                 "ashamed",
+                     *                 "guilty",
+                     *                 "lonely",
+                     *                 "tired",
+                     *                 "numb"
+                     *               ],
+                     *               "maxLength": 20,
+                     *               "type": "string"
+                     *             },
+                     *             "maxItems": 16,
+                     *             "title": "Emotions",
+                     *             "type": "array"
+                     *           },
+                     *           "mood": {
+                     *             "description": "0 = the lowest you have felt, 10 = the best",
+                     *             "maximum": 10,
+                     *             "minimum": 0,
+                     *             "title": "Mood today",
+                     *             "type": "integer"
+                     *           },
+                     *           "note": {
+                     *             "description": "Anything that affected your mood today.",
+                     *             "maxLength": 2000,
+                     *             "minLength": 1,
+                     *             "title": "Note",
+                     *             "type": "string"
+                     *           }
+                     *         },
+                     *         "required": [
+                     *           "mood"
+                     *         ],
+                     *         "type": "object"
+                     *       },
+                     *       "retired_at": null,
+                     *       "updated_at": "2026-11-01T00:00:00Z",
+                     *       "version": 1,
+                     *       "version_id": "tpv_01jc9e1g3j5m7p9r1t3w5y7a9c"
+                     *     }
+                     */
                     "application/json": components["schemas"]["TemplateOut"];
                 };
             };
@@ -10667,7 +12318,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10677,7 +12327,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10687,7 +12336,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10712,7 +12360,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10756,7 +12403,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10766,7 +12412,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10776,7 +12421,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10786,7 +12430,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10811,7 +12454,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10850,6 +12492,46 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "created_at": "2026-11-25T10:00:00Z",
+                     *           "default_reminder_local_times": [
+                     *             "17:30"
+                     *           ],
+                     *           "estimated_minutes": 10,
+                     *           "id": "tpv_01jd6n8q0s2v4x6z8b0d2f4h6k",
+                     *           "instructions": "Set aside 10 minutes at the same time each day. Write down what you worried about, then put the worries away until tomorrow's worry time.",
+                     *           "name": "Worry time",
+                     *           "purpose": "Postponing worry to a set time shows that worries can wait, and that many of them shrink by then.",
+                     *           "response_schema": {
+                     *             "additionalProperties": false,
+                     *             "properties": {
+                     *               "minutes": {
+                     *                 "maximum": 60,
+                     *                 "minimum": 1,
+                     *                 "title": "Minutes",
+                     *                 "type": "integer"
+                     *               },
+                     *               "worry": {
+                     *                 "maxLength": 2000,
+                     *                 "title": "What did you worry about?",
+                     *                 "type": "string"
+                     *               }
+                     *             },
+                     *             "required": [
+                     *               "worry"
+                     *             ],
+                     *             "type": "object"
+                     *           },
+                     *           "template_id": "tpl_01jd2k4m6p8r0t2v4x6z8b0d2f",
+                     *           "version": 2
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Page_TemplateVersionOut_"];
                 };
             };
@@ -10859,7 +12541,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10869,7 +12550,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10879,7 +12559,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10904,7 +12583,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10937,6 +12615,37 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "default_reminder_local_times": [
+                 *         "17:30"
+                 *       ],
+                 *       "estimated_minutes": 10,
+                 *       "instructions": "Set aside 10 minutes at the same time each day. Write down what you worried about, then put the worries away until tomorrow's worry time.",
+                 *       "name": "Worry time",
+                 *       "purpose": "Postponing worry to a set time shows that worries can wait, and that many of them shrink by then.",
+                 *       "response_schema": {
+                 *         "additionalProperties": false,
+                 *         "properties": {
+                 *           "minutes": {
+                 *             "maximum": 60,
+                 *             "minimum": 1,
+                 *             "title": "Minutes",
+                 *             "type": "integer"
+                 *           },
+                 *           "worry": {
+                 *             "maxLength": 2000,
+                 *             "title": "What did you worry about?",
+                 *             "type": "string"
+                 *           }
+                 *         },
+                 *         "required": [
+                 *           "worry"
+                 *         ],
+                 *         "type": "object"
+                 *       }
+                 *     }
+                 */
                 "application/json": components["schemas"]["TemplateVersionCreate"];
             };
         };
@@ -10947,6 +12656,76 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "builtin": true,
+                     *       "created_at": "2026-11-01T00:00:00Z",
+                     *       "default_reminder_local_times": [
+                     *         "20:00"
+                     *       ],
+                     *       "estimated_minutes": 2,
+                     *       "id": "tpl_builtin_mood_log",
+                     *       "instructions": "Once a day, rate your mood from 0 to 10, choose any emotions that fit, and add a note if something stood out. It takes a minute; there are no wrong answers.",
+                     *       "kind": "mood_log",
+                     *       "latest_version": 1,
+                     *       "name": "Mood log",
+                     *       "purpose": "A daily record shows how your mood moves with your days, which is easier to see on a chart than to remember in session.",
+                     *       "response_schema": {
+                     *         "additionalProperties": false,
+                     *         "properties": {
+                     *           "emotions": {
+                     *             "items": {
+                     *               "enum": [
+                     *                 "happy",
+                     *                 "calm",
+                     *                 "content",
+                     *                 "hopeful",
+                     *                 "proud",
+                     *                 "grateful",
+                     *                 "sad",
+                     *                 "anxious",
+                     *                 "worried",
+                     *                 "angry",
+                     *                 "irritable",
+                     *                 "ashamed",
+                     *                 "guilty",
+                     *                 "lonely",
+                     *                 "tired",
+                     *                 "numb"
+                     *               ],
+                     *               "maxLength": 20,
+                     *               "type": "string"
+                     *             },
+                     *             "maxItems": 16,
+                     *             "title": "Emotions",
+                     *             "type": "array"
+                     *           },
+                     *           "mood": {
+                     *             "description": "0 = the lowest you have felt, 10 = the best",
+                     *             "maximum": 10,
+                     *             "minimum": 0,
+                     *             "title": "Mood today",
+                     *             "type": "integer"
+                     *           },
+                     *           "note": {
+                     *             "description": "Anything that affected your mood today.",
+                     *             "maxLength": 2000,
+                     *             "minLength": 1,
+                     *             "title": "Note",
+                     *             "type": "string"
+                     *           }
+                     *         },
+                     *         "required": [
+                     *           "mood"
+                     *         ],
+                     *         "type": "object"
+                     *       },
+                     *       "retired_at": null,
+                     *       "updated_at": "2026-11-01T00:00:00Z",
+                     *       "version": 1,
+                     *       "version_id": "tpv_01jc9e1g3j5m7p9r1t3w5y7a9c"
+                     *     }
+                     */
                     "application/json": components["schemas"]["TemplateOut"];
                 };
             };
@@ -10956,7 +12735,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10966,7 +12744,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10976,7 +12753,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -10997,7 +12773,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11007,7 +12782,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11041,7 +12815,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11078,6 +12851,30 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "created_at": "2026-11-02T14:25:00Z",
+                     *           "description": "Production receiver",
+                     *           "disabled_at": null,
+                     *           "disabled_reason": null,
+                     *           "enabled": true,
+                     *           "event_types": [
+                     *             "completion.created",
+                     *             "completion.distress_flagged"
+                     *           ],
+                     *           "failing_since": null,
+                     *           "id": "whe_01jd2p4r6t8v0x2z4b6d8f0h2k",
+                     *           "last_success_at": "2026-11-22T19:41:02Z",
+                     *           "previous_secret_expires_at": null,
+                     *           "updated_at": "2026-11-22T19:41:02Z",
+                     *           "url": "https://hooks.vendor.example/homework"
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Page_EndpointOut_"];
                 };
             };
@@ -11087,7 +12884,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11097,7 +12893,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11122,7 +12917,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11151,6 +12945,16 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "description": "Production receiver",
+                 *       "event_types": [
+                 *         "completion.created",
+                 *         "completion.distress_flagged"
+                 *       ],
+                 *       "url": "https://hooks.vendor.example/homework"
+                 *     }
+                 */
                 "application/json": components["schemas"]["EndpointCreate"];
             };
         };
@@ -11161,6 +12965,26 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "created_at": "2026-11-02T14:25:00Z",
+                     *       "description": "Production receiver",
+                     *       "disabled_at": null,
+                     *       "disabled_reason": null,
+                     *       "enabled": true,
+                     *       "event_types": [
+                     *         "completion.created",
+                     *         "completion.distress_flagged"
+                     *       ],
+                     *       "failing_since": null,
+                     *       "id": "whe_01jd2p4r6t8v0x2z4b6d8f0h2k",
+                     *       "last_success_at": "2026-11-22T19:41:02Z",
+                     *       "previous_secret_expires_at": null,
+                     *       "secret": "whsec_ZXhhbXBsZSBvbmx5LCBub3QgYSByZWFsIHNlY3JldCE=",
+                     *       "updated_at": "2026-11-22T19:41:02Z",
+                     *       "url": "https://hooks.vendor.example/homework"
+                     *     }
+                     */
                     "application/json": components["schemas"]["EndpointWithSecret"];
                 };
             };
@@ -11170,7 +12994,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11180,7 +13003,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11234,7 +13056,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11268,6 +13089,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "created_at": "2026-11-02T14:25:00Z",
+                     *       "description": "Production receiver",
+                     *       "disabled_at": null,
+                     *       "disabled_reason": null,
+                     *       "enabled": true,
+                     *       "event_types": [
+                     *         "completion.created",
+                     *         "completion.distress_flagged"
+                     *       ],
+                     *       "failing_since": null,
+                     *       "id": "whe_01jd2p4r6t8v0x2z4b6d8f0h2k",
+                     *       "last_success_at": "2026-11-22T19:41:02Z",
+                     *       "previous_secret_expires_at": null,
+                     *       "updated_at": "2026-11-22T19:41:02Z",
+                     *       "url": "https://hooks.vendor.example/homework"
+                     *     }
+                     */
                     "application/json": components["schemas"]["EndpointOut"];
                 };
             };
@@ -11277,7 +13117,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11287,7 +13126,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11297,7 +13135,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11322,7 +13159,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11366,7 +13202,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11376,7 +13211,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11386,7 +13220,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11396,7 +13229,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11421,7 +13253,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11452,6 +13283,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "enabled": true
+                 *     }
+                 */
                 "application/json": components["schemas"]["EndpointUpdate"];
             };
         };
@@ -11462,6 +13298,25 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "created_at": "2026-11-02T14:25:00Z",
+                     *       "description": "Production receiver",
+                     *       "disabled_at": null,
+                     *       "disabled_reason": null,
+                     *       "enabled": true,
+                     *       "event_types": [
+                     *         "completion.created",
+                     *         "completion.distress_flagged"
+                     *       ],
+                     *       "failing_since": null,
+                     *       "id": "whe_01jd2p4r6t8v0x2z4b6d8f0h2k",
+                     *       "last_success_at": "2026-11-22T19:41:02Z",
+                     *       "previous_secret_expires_at": null,
+                     *       "updated_at": "2026-11-22T19:41:02Z",
+                     *       "url": "https://hooks.vendor.example/homework"
+                     *     }
+                     */
                     "application/json": components["schemas"]["EndpointOut"];
                 };
             };
@@ -11471,7 +13326,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11481,7 +13335,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11491,7 +13344,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11510,7 +13362,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11544,7 +13395,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11583,6 +13433,41 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "attempt_count": 2,
+                     *           "attempts": [
+                     *             {
+                     *               "attempted_at": "2026-11-22T19:41:01Z",
+                     *               "error": null,
+                     *               "latency_ms": 38,
+                     *               "number": 1,
+                     *               "response_body": "upstream unavailable",
+                     *               "status_code": 503
+                     *             },
+                     *             {
+                     *               "attempted_at": "2026-11-22T19:41:07Z",
+                     *               "error": null,
+                     *               "latency_ms": 21,
+                     *               "number": 2,
+                     *               "response_body": "",
+                     *               "status_code": 204
+                     *             }
+                     *           ],
+                     *           "created_at": "2026-11-22T19:41:01Z",
+                     *           "delivered_at": "2026-11-22T19:41:07Z",
+                     *           "event_id": "evt_01jd5c7e9g1j3m5p7r9t1v3x06",
+                     *           "event_type": "completion.created",
+                     *           "id": "whd_01jd5c7e9h3k5n7q9s1u3w5y7a",
+                     *           "next_attempt_at": null,
+                     *           "state": "delivered"
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Page_DeliveryOut_"];
                 };
             };
@@ -11592,7 +13477,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11602,7 +13486,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11612,7 +13495,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11637,7 +13519,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11668,6 +13549,11 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "overlap_hours": 24
+                 *     }
+                 */
                 "application/json": components["schemas"]["RotateSecret"];
             };
         };
@@ -11678,6 +13564,26 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "created_at": "2026-11-02T14:25:00Z",
+                     *       "description": "Production receiver",
+                     *       "disabled_at": null,
+                     *       "disabled_reason": null,
+                     *       "enabled": true,
+                     *       "event_types": [
+                     *         "completion.created",
+                     *         "completion.distress_flagged"
+                     *       ],
+                     *       "failing_since": null,
+                     *       "id": "whe_01jd2p4r6t8v0x2z4b6d8f0h2k",
+                     *       "last_success_at": "2026-11-22T19:41:02Z",
+                     *       "previous_secret_expires_at": null,
+                     *       "secret": "whsec_ZXhhbXBsZSBvbmx5LCBub3QgYSByZWFsIHNlY3JldCE=",
+                     *       "updated_at": "2026-11-22T19:41:02Z",
+                     *       "url": "https://hooks.vendor.example/homework"
+                     *     }
+                     */
                     "application/json": components["schemas"]["EndpointWithSecret"];
                 };
             };
@@ -11687,7 +13593,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11697,7 +13602,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11707,7 +13611,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11761,7 +13664,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11798,6 +13700,20 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": {
+                     *         "assignment_id": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *         "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *         "completion_id": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z",
+                     *         "occurrence_id": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n"
+                     *       },
+                     *       "id": "evt_01jd5c7e9g1j3m5p7r9t1v3x06",
+                     *       "sequence": 1046,
+                     *       "timestamp": "2026-11-22T19:41:00.512084Z",
+                     *       "type": "completion.created"
+                     *     }
+                     */
                     "application/json": components["schemas"]["EventOut"];
                 };
             };
@@ -11807,7 +13723,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11817,7 +13732,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11827,7 +13741,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
@@ -11863,7 +13776,6 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["ProblemDetail"];
                     "application/problem+json": components["schemas"]["ProblemDetail"];
                 };
             };
