@@ -93,18 +93,19 @@ def serve(host: str, port: int, workers: int, no_migrate: bool, demo: bool) -> N
 
 
 def _ensure_demo(base_url: str) -> None:
+    """Seed the demo once: again only if its tenant is gone (another database, or emptied)."""
     from app.services import demo as demo_data
 
-    seeded = demo_data.load()
-    tenant_id = seeded["tenant_id"] if seeded else ""
-    if seeded is None or not _run_in_session(lambda session: _tenant_exists(session, tenant_id)):
-        seeded = _run_in_session(demo_data.seed)
-        demo_data.save(seeded)
-    click.echo(demo_data.instructions(seeded, base_url))
+    async def ensure() -> dict[str, Any]:
+        database = Database(get_settings())
+        try:
+            now = datetime.now(UTC)
+            seeded, _ = await demo_data.ensure(database, demo_data.DEMO_FILE, now)
+            return seeded
+        finally:
+            await database.dispose()
 
-
-async def _tenant_exists(session: AsyncSession, tenant_id: str) -> bool:
-    return await session.get(Tenant, tenant_id) is not None
+    click.echo(demo_data.instructions(asyncio.run(ensure()), base_url))
 
 
 @main.group()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,8 +42,25 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_stamp_clock: ContextVar[Callable[[], datetime] | None] = ContextVar("stamp_clock", default=None)
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """Now, for the timestamps rows are stamped with (`created_at`, an event's `occurred_at`)."""
+    clock = _stamp_clock.get()
+    return datetime.now(UTC) if clock is None else clock()
+
+
+@contextmanager
+def stamped_by(clock: Callable[[], datetime]) -> Iterator[None]:
+    """Within it (this task and the tasks it starts), rows are stamped by `clock` instead of
+    the real one: the demo's four weeks of history, made in a second, are dated when they
+    happen in the story, as the services' own `now` is."""
+    token = _stamp_clock.set(clock)
+    try:
+        yield
+    finally:
+        _stamp_clock.reset(token)
 
 
 class Base(DeclarativeBase):
