@@ -8,12 +8,17 @@ exposure steps that carry markers the picture must not show.
 
 from __future__ import annotations
 
+import threading
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 
+from app.routers.adherence import CHART_CSP, CHART_HEADERS, SVG_MEDIA_TYPE
 from app.services import adherence_chart
 from app.services.adherence import Adherence, Figures, MeasurePoint, SudsPoint, weeks
 from tests.chromium import chromium_fixture, run_headless  # noqa: F401 (a fixture)
@@ -332,23 +337,59 @@ def test_a_long_window_still_draws(tmp_path: Path) -> None:
     assert len(values(drawn["suds"])) == 40
 
 
-def test_chromium_renders_the_picture_without_complaint(chromium: Path, tmp_path: Path) -> None:
-    page = tmp_path / "adherence.svg"
-    page.write_text(adherence_chart.render(_month()))
+@contextmanager
+def serving(body: bytes, headers: dict[str, str]) -> Iterator[str]:
+    """`body` at http://127.0.0.1:PORT/adherence.svg with `headers`, for as long as the block."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/adherence.svg"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def render_in_chromium(chromium: Path, tmp_path: Path, csp: str) -> tuple[list[str], int]:
+    """Chromium opens the picture as the API serves it: its console messages, and the size of
+    its screenshot."""
+    headers = {**CHART_HEADERS, "Content-Type": SVG_MEDIA_TYPE, "Content-Security-Policy": csp}
     shot = tmp_path / "adherence.png"
     console: list[str] = []
-    run_headless(
-        chromium,
-        page.as_uri(),
-        f"--screenshot={shot}",
-        "--window-size=800,1284",
-        "--hide-scrollbars",
-        profile=tmp_path / "profile",
-        console=console,
-    )
-    assert console == [], console
+    with serving(adherence_chart.render(_month()).encode(), headers) as url:
+        run_headless(
+            chromium,
+            url,
+            f"--screenshot={shot}",
+            "--window-size=800,1284",
+            "--hide-scrollbars",
+            profile=tmp_path / "profile",
+            console=console,
+        )
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert shot.stat().st_size > 30_000  # a blank page is a few kilobytes
+    return console, shot.stat().st_size
+
+
+def test_chromium_renders_the_picture_under_its_csp(chromium: Path, tmp_path: Path) -> None:
+    console, size = render_in_chromium(chromium, tmp_path, CHART_CSP)
+    assert console == []
+    assert size > 30_000  # a blank page is a few kilobytes
+    # The check can fail: without style-src the browser refuses pygal's <style> and says so.
+    refused, _ = render_in_chromium(chromium, tmp_path / "strict", "default-src 'none'")
+    assert any("Content Security Policy" in line for line in refused), refused
 
 
 def test_the_screenshot_in_docs_is_a_png() -> None:
