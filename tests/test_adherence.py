@@ -200,6 +200,17 @@ async def test_adherence_of_a_known_history(client: httpx.AsyncClient, world: Wo
         "mood_log": figures(10, 7, 6, (3, 4), 0.7, 0.8571, 5.5, 8, no_time=2, forgot=1, too_hard=1),
         "phq9": figures(3, 3, 3, (3, 3), 1.0, 1.0, None, 0),
     }
+    # Weeks from the window's start, 15 October noon: nothing due in the first two; 1-5
+    # November noon holds four mood logs, a PHQ-9 and an exposure, all done; the last week the
+    # rest (mood logs 5-7 not done).
+    assert [(w["start"], w["counted"], w["completed"], w["completion_rate"])
+            for w in body["by_week"]] == [
+        ("2026-10-15T12:00:00Z", 0, 0, None),
+        ("2026-10-22T12:00:00Z", 0, 0, None),
+        ("2026-10-29T12:00:00Z", 6, 6, 1.0),
+        ("2026-11-05T12:00:00Z", 9, 6, 0.6667),
+    ]  # fmt: skip
+    assert body["by_week"][-1]["end"] == body["to"]
     assert body["exposure"] == [
         {
             "completion_id": seeded["exposure"][0],
@@ -247,6 +258,7 @@ async def test_the_window_bounds_are_respected(client: httpx.AsyncClient, world:
         )
     ).json()
     assert middle["overall"] == figures(7, 4, 3, (0, 3), 0.5714, 0.75, 5.0, 4, no_time=2, forgot=1)
+    assert [(w["counted"], w["completed"]) for w in middle["by_week"]] == [(7, 4)]  # one, short
     assert sorted(middle["by_kind"]) == ["exposure", "mood_log", "phq9"]
     assert [p["completed_at"] for p in middle["exposure"]] == ["2026-11-04T12:30:00Z"]
     assert [p["score"] for p in middle["measures"]["phq9"]] == [10]

@@ -145,6 +145,7 @@ def hidden_routes(homework: Homework, client_a1: str) -> list[tuple[str, str, di
         ("GET", f"/v1/clients/{client_a1}", {}),
         ("PATCH", f"/v1/clients/{client_a1}", {"locale": "fr-FR"}),
         ("GET", f"/v1/clients/{client_a1}/adherence", {}),
+        ("GET", f"/v1/clients/{client_a1}/adherence.svg", {}),
         ("GET", f"/v1/clients/{client_a1}/session-summary", {}),
         ("GET", f"/v1/assignments/{homework.assignment_id}", {}),
         ("GET", f"/v1/assignments/{homework.assignment_id}/occurrences", {}),
@@ -160,6 +161,7 @@ EXPECTED_DENIALS = [
     ("read", "client"),
     ("update", "client"),
     ("read", "adherence"),
+    ("read", "adherence"),  # the picture is the same read
     ("read", "session_summary"),
     ("read", "assignment"),
     ("read", "assignment"),

@@ -630,6 +630,11 @@ MATRIX: dict[tuple[str, str], Case | Exempt] = {
         #       sys_a cln_a1 cln_a2 clt_a1 clt_a2 sys_b none exp  no_scope
         expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),
     ),
+    # The same figures as a picture: the same callers.
+    ("GET", "/v1/clients/{client_id}/adherence.svg"): Case(
+        scope="adherence.r", params=client_a1,
+        expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),
+    ),
     ("GET", "/v1/clients/{client_id}/session-summary"): Case(
         scope="adherence.r", params=client_a1,
         expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),

@@ -4,8 +4,9 @@ Pure ASGI (not BaseHTTPMiddleware) because it runs on every request and must not
 buffer the body: it only edits the headers of `http.response.start`.
 
 - `Cache-Control: no-store` under `/v1` and `/oauth`: those answers carry PHI or tokens, which
-  no browser, proxy or CDN may keep, whatever a route said. Other paths keep their own caching
-  (the docs assets are answered with ETag and Last-Modified, deliberately).
+  no browser, proxy or CDN may keep, whatever a route said (a route may say more, such as the
+  adherence picture's `private, no-store`, as long as it says `no-store`). Other paths keep
+  their own caching (the docs assets are answered with ETag and Last-Modified, deliberately).
 - `X-Content-Type-Options: nosniff` and `Referrer-Policy: no-referrer` everywhere: a JSON answer
   is never run as a script, and a URL of ours (ids in paths) never leaves in a Referer.
 - `Content-Security-Policy`: a response that has none (the docs page sets its own, for its
@@ -50,10 +51,12 @@ class SecurityHeadersMiddleware:
                 headers = [
                     (name, value)
                     for name, value in message.get("headers", [])
-                    if not (no_store and name.lower() == _CACHE_CONTROL)
+                    if not (
+                        no_store and name.lower() == _CACHE_CONTROL and not _says_no_store(value)
+                    )
                 ]
                 headers.extend(self.always)
-                if no_store:
+                if no_store and not any(name.lower() == _CACHE_CONTROL for name, _ in headers):
                     headers.append((_CACHE_CONTROL, b"no-store"))
                 if not any(name.lower() == _CSP for name, _ in headers):
                     headers.append((_CSP, LOCKED_DOWN_CSP.encode()))
@@ -61,6 +64,10 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _says_no_store(value: bytes) -> bool:
+    return b"no-store" in (part.strip().lower() for part in value.split(b","))
 
 
 def _under(scope: Scope, prefixes: tuple[str, ...]) -> bool:

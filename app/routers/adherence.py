@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Response
+from starlette.concurrency import run_in_threadpool
 
 from app.core.clock import NowDep
 from app.core.db import SessionDep
@@ -28,13 +29,20 @@ from app.schemas.adherence import (
     SudsPoint,
     SummaryCounts,
     SummaryItem,
+    WeekFigures,
 )
-from app.schemas.common import Instant
-from app.services import adherence, caseload, session_summary
+from app.schemas.common import EXAMPLE_CLIENT_ID, Instant
+from app.services import adherence, adherence_chart, caseload, session_summary
 
 router = APIRouter(prefix="/v1", tags=["adherence"], route_class=AppRoute)
 ClientId = Annotated[str, Path(max_length=40)]
 ClinicianId = Annotated[str, Path(max_length=40)]
+WindowStart = Annotated[
+    Instant | None, Query(alias="from", description="The window's start, an instant (inclusive).")
+]
+WindowEnd = Annotated[
+    Instant | None, Query(alias="to", description="The window's end, an instant (exclusive).")
+]
 
 
 def _figures(figures: adherence.Figures) -> AdherenceFigures:
@@ -66,31 +74,34 @@ def _measure_points(result: adherence.Adherence, kind: str) -> list[MeasurePoint
     ]
 
 
+async def _read_adherence(
+    client_id: ClientId,
+    session: SessionDep,
+    principal: Annotated[Principal, require("adherence", "r")],
+    now: NowDep,
+    start: WindowStart = None,
+    end: WindowEnd = None,
+) -> adherence.Adherence:
+    """What both adherence routes answer with, the JSON and the picture: one set of parameters,
+    one scope, one visibility check, one audit (`adherence.adherence` records the read)."""
+    return await adherence.adherence(session, principal, client_id, start=start, end=end, now=now)
+
+
+AdherenceRead = Annotated[adherence.Adherence, Depends(_read_adherence)]
+
+
 @router.get(
     "/clients/{client_id}/adherence",
     operation_id="get_adherence",
     summary="How a client's homework went over a window",
     description="Completion and on-time rates, current and best streaks, mean helpfulness "
-    "and barrier counts, overall and per kind; the exposure SUDS series and the PHQ-9 and "
-    "GAD-7 scores. The window defaults to the last 28 days ending now and spans at most 366 "
-    "days. The client reads their own; a clinician their care team's.",
+    "and barrier counts, overall and per kind; the completion rate week by week; the exposure "
+    "SUDS series and the PHQ-9 and GAD-7 scores. The window defaults to the last 28 days "
+    "ending now and spans at most 366 days. The client reads their own; a clinician their care "
+    "team's. `GET /v1/clients/{client_id}/adherence.svg` draws the same figures.",
     responses=problem_responses(401, 403, 404, 422),
 )
-async def get_adherence(
-    client_id: ClientId,
-    session: SessionDep,
-    principal: Annotated[Principal, require("adherence", "r")],
-    now: NowDep,
-    start: Annotated[
-        Instant | None,
-        Query(alias="from", description="The window's start, an instant (inclusive)."),
-    ] = None,
-    end: Annotated[
-        Instant | None,
-        Query(alias="to", description="The window's end, an instant (exclusive)."),
-    ] = None,
-) -> AdherenceOut:
-    result = await adherence.adherence(session, principal, client_id, start=start, end=end, now=now)
+async def get_adherence(result: AdherenceRead) -> AdherenceOut:
     return AdherenceOut.model_validate(
         {
             "client_id": result.client_id,
@@ -99,6 +110,9 @@ async def get_adherence(
             "as_of": result.as_of,
             "overall": _figures(result.overall),
             "by_kind": {kind: _figures(f) for kind, f in result.by_kind.items()},
+            "by_week": [
+                WeekFigures.model_validate(week, from_attributes=True) for week in result.by_week
+            ],
             "exposure": [
                 SudsPoint(
                     completion_id=p.completion_id,
@@ -116,6 +130,72 @@ async def get_adherence(
             ),
         }
     )
+
+
+SVG_MEDIA_TYPE = "image/svg+xml"
+# An SVG opened on its own is a document: it may use its inline <style> (pygal's), and load,
+# run or be framed by nothing.
+CHART_CSP = "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+CHART_HEADERS = {
+    "Content-Security-Policy": CHART_CSP,
+    "Cache-Control": "private, no-store",  # health data: kept by no browser, proxy or CDN
+}  # and X-Content-Type-Options: nosniff, which app.core.security_headers sets on every answer
+CHART_EXAMPLE = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n'
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 800 1284" width="800" height="1284" '
+    f'role="img"><title>Homework adherence of client {EXAMPLE_CLIENT_ID}, '
+    "27 Oct 2026 to 24 Nov 2026 (UTC)</title>"
+    '<svg x="0" y="84" width="800" height="300" data-panel="completion" '
+    'viewBox="0 0 800 300">…</svg>…</svg>'
+)
+
+
+class SvgResponse(Response):
+    media_type = SVG_MEDIA_TYPE
+
+
+def _header(description: str) -> dict[str, object]:
+    return {"description": description, "schema": {"type": "string"}}
+
+
+@router.get(
+    "/clients/{client_id}/adherence.svg",
+    operation_id="get_adherence_chart",
+    summary="A client's adherence as a picture (SVG)",
+    description="The figures of `GET /v1/clients/{client_id}/adherence`, for the same window, "
+    "drawn as one SVG image of four panels: completion by week, helpfulness by kind, SUDS "
+    "before, at peak and after each exposure practice, and PHQ-9 and GAD-7 over time on their "
+    "severity bands. Made to be embedded in a clinician's view or attached to an email to the "
+    "clinician: it carries the client's id, dates and figures, never a name, a note or the "
+    "client's own words; it has no script and loads nothing. Same scopes, visibility and "
+    "audit as the JSON read (one `read` event, `resource_type` `adherence`).",
+    response_class=SvgResponse,
+    responses={
+        200: {
+            "description": "An SVG document (UTF-8). A client with nothing recorded yet gets "
+            "the same four panels, each saying `no data yet`.",
+            "content": {SVG_MEDIA_TYPE: {"schema": {"type": "string"}, "example": CHART_EXAMPLE}},
+            "headers": {
+                "Content-Security-Policy": _header(f"`{CHART_CSP}`"),
+                "Cache-Control": _header("`private, no-store`: the picture is health data."),
+                "X-Content-Type-Options": _header("`nosniff`."),
+            },
+        },
+        **problem_responses(401, 403, 404, 422),
+    },
+)
+async def get_adherence_chart(result: AdherenceRead, session: SessionDep) -> Response:
+    """A route of its own rather than `Accept: image/svg+xml` on the JSON route: an `<img src>`
+    or a mail client cannot send an Accept header, the JSON operation keeps one response model
+    (and the generated clients one type), and a URL names what it answers with.
+
+    The figures, the parameters, the visibility check and the audit are the JSON route's own
+    (`_read_adherence`). They are committed before the drawing, which is CPU work for a
+    worker thread (about 0.1 s): the drawing holds no database connection and no event loop.
+    """
+    await session.commit()
+    svg = await run_in_threadpool(adherence_chart.render, result)
+    return SvgResponse(svg, headers=CHART_HEADERS)
 
 
 @router.get(

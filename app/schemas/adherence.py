@@ -106,6 +106,28 @@ class AdherenceFigures(BaseModel):
     )
 
 
+class WeekFigures(BaseModel):
+    """One week of the window: seven days from the window's start (the last may be shorter)."""
+
+    start: datetime = Field(description="The week's start (inclusive).")
+    end: datetime = Field(description="The week's end (exclusive).")
+    counted: int = Field(description="Counted occurrences due in the week.")
+    completed: int = Field(description="Of those, completed or partly completed.")
+    completion_rate: float | None = Field(
+        description="`completed / counted`; null when nothing is counted."
+    )
+
+
+def _week_example(start: str, end: str, counted: int, completed: int) -> JsonDict:
+    return {
+        "start": start,
+        "end": end,
+        "counted": counted,
+        "completed": completed,
+        "completion_rate": round(completed / counted, 4),
+    }
+
+
 class SudsPoint(BaseModel):
     """One exposure practice: the step and its distress (SUDS 0-100) before, at peak, after."""
 
@@ -139,6 +161,10 @@ class AdherenceOut(BaseModel):
     by_kind: dict[str, AdherenceFigures] = Field(
         description="The same figures per homework kind that had an occurrence due in the window."
     )
+    by_week: list[WeekFigures] = Field(
+        description="The completion rate week by week: the window cut into seven-day weeks "
+        "from its start, every week listed (with zeros when nothing was counted in it)."
+    )
     exposure: list[SudsPoint] = Field(
         description="Exposure practices done or partly done in the window, by `completed_at`."
     )
@@ -157,6 +183,12 @@ class AdherenceOut(BaseModel):
                     "as_of": "2026-11-24T16:00:00Z",
                     "overall": _OVERALL,
                     "by_kind": {"exposure": _EXPOSURE, "mood_log": _MOOD_LOG},
+                    "by_week": [
+                        _week_example("2026-10-27T16:00:00Z", "2026-11-03T16:00:00Z", 5, 4),
+                        _week_example("2026-11-03T16:00:00Z", "2026-11-10T16:00:00Z", 5, 4),
+                        _week_example("2026-11-10T16:00:00Z", "2026-11-17T16:00:00Z", 5, 3),
+                        _week_example("2026-11-17T16:00:00Z", "2026-11-24T16:00:00Z", 5, 4),
+                    ],
                     "exposure": [
                         {
                             "completion_id": "cmp_01jd1g4j7m0q3s6w9z2c5f8h1k",

@@ -8,12 +8,14 @@ The definitions (docs/ADHERENCE.md has them in full):
 - the *on-time rate* is, of those completed or partial, the share whose completion is not late
   (imports from another system are left out: their times are not ours to judge);
 - a *streak* is a run of completed-or-partial counted occurrences in due-time order; the
-  current streak ends at the latest counted occurrence.
+  current streak ends at the latest counted occurrence;
+- a *week* is seven days of the window from its start (the last one may be shorter); its
+  completion rate is that of the counted occurrences due in it.
 
 Sums, counts and means are SQL aggregates grouped by kind (or by client for the caseload);
-only streaks and runs are counted in Python, from one narrow ordered column select bounded by
-the window. Every statement is filtered through `app.services.access`. Each call takes a fixed
-number of queries, whatever the data.
+only streaks, runs and weeks are counted in Python, from one narrow ordered column select
+bounded by the window. Every statement is filtered through `app.services.access`. Each call
+takes a fixed number of queries, whatever the data.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from app.services.statuses import OccurrenceStatus
 
 DEFAULT_WINDOW = timedelta(days=28)
 MAX_WINDOW = timedelta(days=366)
+WEEK = timedelta(days=7)
 
 BARRIERS: tuple[str, ...] = get_args(Barrier)
 DONE_STATUSES = (OccurrenceStatus.completed, OccurrenceStatus.partial)
@@ -163,6 +166,35 @@ class Figures:
         return mean(self.helpfulness_total, self.rated)
 
 
+@dataclass
+class Week:
+    start: datetime
+    end: datetime
+    counted: int = 0
+    completed: int = 0
+
+    @property
+    def completion_rate(self) -> float | None:
+        return ratio(self.completed, self.counted)
+
+
+def weeks(
+    start: datetime, end: datetime, counted_due: Iterable[tuple[datetime, bool]]
+) -> list[Week]:
+    """The window cut into weeks from its start, each with its counted and done occurrences
+    (by due time). Every week is there, with zeros when nothing was counted in it."""
+    bounds = []
+    week_start = start
+    while week_start < end:
+        bounds.append(Week(week_start, min(week_start + WEEK, end)))
+        week_start += WEEK
+    for due_at, done in counted_due:
+        week = bounds[(due_at - start) // WEEK]
+        week.counted += 1
+        week.completed += done
+    return bounds
+
+
 @dataclass(frozen=True)
 class SudsPoint:
     completion_id: str
@@ -191,6 +223,7 @@ class Adherence:
     as_of: datetime
     overall: Figures
     by_kind: dict[str, Figures]
+    by_week: list[Week]
     exposure: list[SudsPoint]
     measures: list[MeasurePoint]
 
@@ -249,11 +282,12 @@ async def _counted_in_due_order(
     start: datetime,
     end: datetime,
     now: datetime,
-) -> Sequence[tuple[str, str]]:
-    """(kind, status) of each counted occurrence, by due time: what streaks are counted from."""
+) -> Sequence[tuple[str, str, datetime]]:
+    """(kind, status, due_at) of each counted occurrence, by due time: what streaks and weeks
+    are counted from."""
     statement = (
         visible_occurrences(principal)
-        .with_only_columns(Assignment.kind, Occurrence.status)
+        .with_only_columns(Assignment.kind, Occurrence.status, Occurrence.due_at)
         .select_from(Occurrence)
         .join(Assignment, Assignment.id == Occurrence.assignment_id)
         .where(
@@ -264,7 +298,7 @@ async def _counted_in_due_order(
         )
         .order_by(Occurrence.due_at, Occurrence.id)
     )
-    return [(kind, status) for kind, status in await session.execute(statement)]
+    return [(kind, status, due_at) for kind, status, due_at in await session.execute(statement)]
 
 
 def _int_or_none(value: object) -> int | None:
@@ -350,12 +384,15 @@ async def adherence(
     for figures in by_kind.values():
         overall.add(figures)
     overall.current_streak, overall.best_streak = streaks(
-        status in DONE_STATUSES for _, status in in_order
+        status in DONE_STATUSES for _, status, _ in in_order
     )
     for kind, figures in by_kind.items():
         figures.current_streak, figures.best_streak = streaks(
-            status in DONE_STATUSES for k, status in in_order if k == kind
+            status in DONE_STATUSES for k, status, _ in in_order if k == kind
         )
+    by_week = weeks(
+        start, end, ((due_at, status in DONE_STATUSES) for _, status, due_at in in_order)
+    )
     exposure = await _exposure_series(session, principal, client_id, start, end)
     measures = await _measure_series(session, principal, client_id, start, end)
     await audit.record(session, principal, Action.read, "adherence", [(client_id, client_id)])
@@ -366,6 +403,7 @@ async def adherence(
         as_of=now,
         overall=overall,
         by_kind=dict(sorted(by_kind.items())),
+        by_week=by_week,
         exposure=exposure,
         measures=measures,
     )

@@ -79,3 +79,11 @@ def _score(
         total += value
     band = next(name for highest, name in bands if total <= highest)
     return MeasureScore(total=total, band=band)
+
+
+def band_ranges(measure: str) -> tuple[tuple[int, int, Band], ...]:
+    """(lowest total, highest total, band) of each band of `phq9` or `gad7`, ascending: what the
+    adherence chart shades its score panels with."""
+    bands = {"phq9": _PHQ9_BANDS, "gad7": _GAD7_BANDS}[measure]
+    lowest = (ITEM_MIN, *(highest + 1 for highest, _ in bands[:-1]))
+    return tuple((low, high, band) for low, (high, band) in zip(lowest, bands, strict=True))

@@ -397,9 +397,29 @@ export interface paths {
         };
         /**
          * How a client's homework went over a window
-         * @description Completion and on-time rates, current and best streaks, mean helpfulness and barrier counts, overall and per kind; the exposure SUDS series and the PHQ-9 and GAD-7 scores. The window defaults to the last 28 days ending now and spans at most 366 days. The client reads their own; a clinician their care team's.
+         * @description Completion and on-time rates, current and best streaks, mean helpfulness and barrier counts, overall and per kind; the completion rate week by week; the exposure SUDS series and the PHQ-9 and GAD-7 scores. The window defaults to the last 28 days ending now and spans at most 366 days. The client reads their own; a clinician their care team's. `GET /v1/clients/{client_id}/adherence.svg` draws the same figures.
          */
         get: operations["get_adherence"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/clients/{client_id}/adherence.svg": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A client's adherence as a picture (SVG)
+         * @description The figures of `GET /v1/clients/{client_id}/adherence`, for the same window, drawn as one SVG image of four panels: completion by week, helpfulness by kind, SUDS before, at peak and after each exposure practice, and PHQ-9 and GAD-7 over time on their severity bands. Made to be embedded in a clinician's view or attached to an email to the clinician: it carries the client's id, dates and figures, never a name, a note or the client's own words; it has no script and loads nothing. Same scopes, visibility and audit as the JSON read (one `read` event, `resource_type` `adherence`).
+         */
+        get: operations["get_adherence_chart"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1521,6 +1541,36 @@ export interface components {
          *           "rated": 9
          *         }
          *       },
+         *       "by_week": [
+         *         {
+         *           "completed": 4,
+         *           "completion_rate": 0.8,
+         *           "counted": 5,
+         *           "end": "2026-11-03T16:00:00Z",
+         *           "start": "2026-10-27T16:00:00Z"
+         *         },
+         *         {
+         *           "completed": 4,
+         *           "completion_rate": 0.8,
+         *           "counted": 5,
+         *           "end": "2026-11-10T16:00:00Z",
+         *           "start": "2026-11-03T16:00:00Z"
+         *         },
+         *         {
+         *           "completed": 3,
+         *           "completion_rate": 0.6,
+         *           "counted": 5,
+         *           "end": "2026-11-17T16:00:00Z",
+         *           "start": "2026-11-10T16:00:00Z"
+         *         },
+         *         {
+         *           "completed": 4,
+         *           "completion_rate": 0.8,
+         *           "counted": 5,
+         *           "end": "2026-11-24T16:00:00Z",
+         *           "start": "2026-11-17T16:00:00Z"
+         *         }
+         *       ],
          *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
          *       "exposure": [
          *         {
@@ -1598,6 +1648,11 @@ export interface components {
             by_kind: {
                 [key: string]: components["schemas"]["AdherenceFigures"];
             };
+            /**
+             * By Week
+             * @description The completion rate week by week: the window cut into seven-day weeks from its start, every week listed (with zeros when nothing was counted in it).
+             */
+            by_week: components["schemas"]["WeekFigures"][];
             /** Client Id */
             client_id: string;
             /**
@@ -4847,6 +4902,39 @@ export interface components {
              */
             type: "assignment.created" | "assignment.updated" | "assignment.cancelled" | "assignment.completed" | "occurrence.missed" | "completion.created" | "completion.updated" | "completion.reviewed" | "completion.distress_flagged" | "adjustment.proposed" | "adjustment.resolved" | "reminder.due" | "client.erased" | "webhook.test";
         };
+        /**
+         * WeekFigures
+         * @description One week of the window: seven days from the window's start (the last may be shorter).
+         */
+        WeekFigures: {
+            /**
+             * Completed
+             * @description Of those, completed or partly completed.
+             */
+            completed: number;
+            /**
+             * Completion Rate
+             * @description `completed / counted`; null when nothing is counted.
+             */
+            completion_rate: number | null;
+            /**
+             * Counted
+             * @description Counted occurrences due in the week.
+             */
+            counted: number;
+            /**
+             * End
+             * Format: date-time
+             * @description The week's end (exclusive).
+             */
+            end: string;
+            /**
+             * Start
+             * Format: date-time
+             * @description The week's start (inclusive).
+             */
+            start: string;
+        };
         /** Window */
         Window: {
             /**
@@ -8025,6 +8113,109 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    get_adherence_chart: {
+        parameters: {
+            query?: {
+                /** @description The window's start, an instant (inclusive). */
+                from?: string | null;
+                /** @description The window's end, an instant (exclusive). */
+                to?: string | null;
+            };
+            header?: never;
+            path: {
+                client_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description An SVG document (UTF-8). A client with nothing recorded yet gets the same four panels, each saying `no data yet`. */
+            200: {
+                headers: {
+                    /** @description `private, no-store`: the picture is health data. */
+                    "Cache-Control"?: string;
+                    /** @description `default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'` */
+                    "Content-Security-Policy"?: string;
+                    /** @description `nosniff`. */
+                    "X-Content-Type-Options"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example <?xml version="1.0" encoding="UTF-8"?>
+                     *     <svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 800 1284" width="800" height="1284" role="img"><title>Homework adherence of client clt_01jd3x8q0m2v7k3c9r5t6y8w1a, 27 Oct 2026 to 24 Nov 2026 (UTC)</title><svg x="0" y="84" width="800" height="300" data-panel="completion" viewBox="0 0 800 300">…</svg>…</svg>
+                     */
+                    "image/svg+xml": string;
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                    "image/svg+xml": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                    "image/svg+xml": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                    "image/svg+xml": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                    "image/svg+xml": components["schemas"]["ProblemDetail"];
                 };
             };
             /** @description Service unavailable */
