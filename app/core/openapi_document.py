@@ -294,12 +294,14 @@ def _declared_tags(document: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def _only_problem_media(operation: dict[str, Any]) -> None:
-    """`responses={...: {"model": ProblemDetail}}` makes FastAPI declare `application/json`
-    beside problem+json; the server sends only the latter."""
+    """`responses={...: {"model": ProblemDetail}}` makes FastAPI declare the route's own media
+    type (`application/json`, or `image/svg+xml` for a picture) beside problem+json; the
+    server sends only the latter."""
     for response in operation.get("responses", {}).values():
         content = response.get("content", {})
         if PROBLEM_MEDIA_TYPE in content:
-            content.pop("application/json", None)
+            for media_type in [m for m in content if m != PROBLEM_MEDIA_TYPE]:
+                del content[media_type]
 
 
 def _media_examples(operation: dict[str, Any], schemas: dict[str, Any]) -> None:

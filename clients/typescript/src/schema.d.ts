@@ -7998,6 +7998,36 @@ export interface operations {
                      *           "rated": 9
                      *         }
                      *       },
+                     *       "by_week": [
+                     *         {
+                     *           "completed": 4,
+                     *           "completion_rate": 0.8,
+                     *           "counted": 5,
+                     *           "end": "2026-11-03T16:00:00Z",
+                     *           "start": "2026-10-27T16:00:00Z"
+                     *         },
+                     *         {
+                     *           "completed": 4,
+                     *           "completion_rate": 0.8,
+                     *           "counted": 5,
+                     *           "end": "2026-11-10T16:00:00Z",
+                     *           "start": "2026-11-03T16:00:00Z"
+                     *         },
+                     *         {
+                     *           "completed": 3,
+                     *           "completion_rate": 0.6,
+                     *           "counted": 5,
+                     *           "end": "2026-11-17T16:00:00Z",
+                     *           "start": "2026-11-10T16:00:00Z"
+                     *         },
+                     *         {
+                     *           "completed": 4,
+                     *           "completion_rate": 0.8,
+                     *           "counted": 5,
+                     *           "end": "2026-11-24T16:00:00Z",
+                     *           "start": "2026-11-17T16:00:00Z"
+                     *         }
+                     *       ],
                      *       "client_id": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a",
                      *       "exposure": [
                      *         {
@@ -8170,7 +8200,6 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
-                    "image/svg+xml": components["schemas"]["ProblemDetail"];
                 };
             };
             /** @description Forbidden */
@@ -8180,7 +8209,6 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
-                    "image/svg+xml": components["schemas"]["ProblemDetail"];
                 };
             };
             /** @description Not found */
@@ -8190,7 +8218,6 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
-                    "image/svg+xml": components["schemas"]["ProblemDetail"];
                 };
             };
             /** @description Request is not valid */
@@ -8215,7 +8242,6 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
-                    "image/svg+xml": components["schemas"]["ProblemDetail"];
                 };
             };
             /** @description Service unavailable */
