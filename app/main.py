@@ -15,7 +15,7 @@ from app.core import cors, metrics, openapi_document, trace_context
 from app.core.body_timeout import BodyTimeoutMiddleware
 from app.core.clock import Clock
 from app.core.config import Environment, Settings, get_settings
-from app.core.db import Database, report_pool_forever
+from app.core.db import POOL_REPORT, Database, report_pool_forever
 from app.core.errors import install_error_handlers
 from app.core.jwks_cache import JwksCache
 from app.core.keys import KeyRing
@@ -58,7 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        reporting = asyncio.create_task(report_pool_forever(database, stop))
+        reporting = asyncio.create_task(report_pool_forever(database, stop), name=POOL_REPORT)
         async with embedded_worker(database):
             yield
         stop.set()

@@ -27,6 +27,7 @@ from app.core import metrics, trace_context, wakeups
 from app.core.config import Settings
 
 POOL_REPORT_SECONDS = 1.0
+POOL_REPORT = "pool-metrics"  # the reporting task's name
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

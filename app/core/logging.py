@@ -28,8 +28,11 @@ _DROPPED_EXTRAS = frozenset({"color_message"})
 _ESCAPES = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]?")
 # Warnings and errors only, whatever HOMEWORK_LOG_LEVEL says: the HTTP clients write a line per
 # request with its URL; aiosqlite's DEBUG quotes every statement's parameters (client data), and
-# the form parser's its fields.
+# the form parser's its fields. SQLAlchemy names a pool's logger after its class, so our
+# CountedPool's is outside `sqlalchemy` (quiet by default) and would write a line per checkout
+# and dispose at INFO.
 QUIET_LOGGERS = (
+    "app.core.db.CountedPool",
     "httpx",
     "httpcore",
     "aiohttp",

@@ -27,7 +27,7 @@ import app
 from app.core import metrics, trace_context, wakeups
 from app.core.clock import Clock
 from app.core.config import Settings
-from app.core.db import Database, report_pool_forever
+from app.core.db import POOL_REPORT, Database, report_pool_forever
 from app.worker import backlog
 from app.worker.jobs import JOBS, Job
 from app.worker.listen import wake_on_new_events
@@ -134,7 +134,9 @@ async def run_forever(
                 measuring = backlog.measure_forever(database, clock.now, stop, liveness)
                 tasks.append(asyncio.create_task(measuring))
             if owned:  # a shared database's pool is its owner's to report
-                tasks.append(asyncio.create_task(report_pool_forever(database, stop)))
+                tasks.append(
+                    asyncio.create_task(report_pool_forever(database, stop), name=POOL_REPORT)
+                )
             liveness.done(STARTING)
             reporter = asyncio.create_task(_report(progress, stop))
             try:

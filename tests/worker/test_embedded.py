@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from app.core import data_keys
 from app.core.config import Environment, Settings
+from app.core.db import POOL_REPORT
 from app.core.keys import generate_pem
 from app.main import create_app
 from tests.conftest import client_for
@@ -117,8 +118,13 @@ def test_it_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def _others(before: set[asyncio.Task[Any]]) -> set[asyncio.Task[Any]]:
-    """Tasks started since `before` and still running (this test's own excepted)."""
-    return {t for t in asyncio.all_tasks() if t not in before and not t.done()}
+    """Tasks started since `before` and still running (this test's own excepted, and the
+    pool's metrics reporter, which every process runs)."""
+    return {
+        t
+        for t in asyncio.all_tasks()
+        if t not in before and not t.done() and t.get_name() != POOL_REPORT
+    }
 
 
 async def _a1_with_a_receiver(app: FastAPI, receiver: Receiver) -> tuple[Any, str]:
