@@ -47,7 +47,7 @@ typecheck: install
 
 pytest: install redocly
 	@scripts/ensure-postgres
-	$(BIN)/pytest -n 2
+	$(BIN)/pytest -n 2 --dist worksteal
 
 # Installs the pinned Redocly CLI for the lint test (nothing without node, where the test skips).
 redocly:

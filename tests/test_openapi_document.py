@@ -1,9 +1,23 @@
 import json
 from collections.abc import Iterator
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 from app.core.openapi_document import render
 from app.main import create_app
+
+
+@cache
+def _built() -> str:
+    return json.dumps(create_app().openapi())
+
+
+def built() -> Any:
+    """The app's document, built once for the module (each build takes a second or two), and a
+    fresh copy for each test to read."""
+    return json.loads(_built())
+
 
 COMMITTED = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
 
@@ -37,7 +51,7 @@ CLIENT_AUTHENTICATED = {
 def test_every_operation_states_the_scopes_it_needs() -> None:
     from app.core.scopes import ROLE_SCOPES, Context
 
-    document = create_app().openapi()
+    document = built()
     schemes = document["components"]["securitySchemes"]
     flow_scopes = set(schemes["oauth2"]["flows"]["clientCredentials"]["scopes"])
     assert schemes["bearer"] == {
@@ -78,7 +92,7 @@ def test_every_operation_states_the_scopes_it_needs() -> None:
 def test_client_credentials_offers_only_system_scopes() -> None:
     """A client-credentials token can only ever be a system token: an Authorize dialog that
     offered client or clinician scopes there would fail on "select all"."""
-    document = create_app().openapi()
+    document = built()
     flow = document["components"]["securitySchemes"]["oauth2"]["flows"]["clientCredentials"]
     assert flow["scopes"] and all(scope.startswith("system/") for scope in flow["scopes"])
     assert "system/clients.c" in flow["scopes"]
@@ -87,7 +101,7 @@ def test_client_credentials_offers_only_system_scopes() -> None:
 def test_the_description_says_how_each_role_gets_a_token() -> None:
     from app.services.oauth import SUBJECT_TOKEN_TYPES, TOKEN_EXCHANGE
 
-    description = create_app().openapi()["info"]["description"]
+    description = built()["info"]["description"]
     assert "client_credentials" in description and TOKEN_EXCHANGE in description
     for token_type in SUBJECT_TOKEN_TYPES:
         assert token_type in description, token_type
@@ -95,7 +109,7 @@ def test_the_description_says_how_each_role_gets_a_token() -> None:
 
 
 def test_validation_errors_are_documented_as_problems() -> None:
-    document = create_app().openapi()
+    document = built()
     assert "HTTPValidationError" not in document["components"]["schemas"]
     response = document["paths"]["/v1/clients"]["post"]["responses"]["422"]
     assert "application/problem+json" in response["content"]
@@ -113,7 +127,7 @@ OAUTH_ERRORS = {"#/components/schemas/OAuthErrorBody"}
 
 
 def test_responses_declare_exactly_the_media_types_sent() -> None:
-    document = create_app().openapi()
+    document = built()
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             for status, response in operation["responses"].items():
@@ -134,7 +148,7 @@ def test_responses_declare_exactly_the_media_types_sent() -> None:
 
 
 def test_tags_servers_licence_and_contact_are_declared() -> None:
-    document = create_app().openapi()
+    document = built()
     used = {
         tag
         for section in ("paths", "webhooks")
@@ -153,7 +167,7 @@ def test_tags_servers_licence_and_contact_are_declared() -> None:
 
 
 def test_webhooks_state_their_signature() -> None:
-    document = create_app().openapi()
+    document = built()
     scheme = document["components"]["securitySchemes"]["webhookSignature"]
     assert scheme["in"] == "header" and scheme["name"] == "webhook-signature"
     for name, item in document["webhooks"].items():
@@ -171,7 +185,7 @@ def test_local_times_are_declared_as_local() -> None:
     and an instant must still be accepted where it is."""
     from jsonschema import Draft202012Validator
 
-    schemas = create_app().openapi()["components"]["schemas"]
+    schemas = built()["components"]["schemas"]
     for model, field in (("OnceSchedule", "due_at"), ("RecurringSchedule", "start")):
         schema = schemas[model]["properties"][field]
         assert "format" not in schema
@@ -227,7 +241,7 @@ def _media(operation: dict) -> list[tuple[str, dict]]:  # type: ignore[type-arg]
 
 
 def test_every_operation_is_described_with_examples() -> None:
-    document = create_app().openapi()
+    document = built()
     gaps = []
     for section in ("paths", "webhooks"):
         for path, operations in document[section].items():
@@ -270,7 +284,7 @@ def test_every_example_is_valid_against_its_schema() -> None:
     from referencing import Registry, Resource
     from referencing.jsonschema import DRAFT202012
 
-    document = create_app().openapi()
+    document = built()
     resource = Resource.from_contents(
         {"components": {"schemas": document["components"]["schemas"]}}, DRAFT202012
     )
@@ -302,7 +316,7 @@ def test_formats_are_checked_by_the_example_test() -> None:
 
 
 def test_retry_later_answers_are_documented_with_retry_after() -> None:
-    document = create_app().openapi()
+    document = built()
     for path, operations in document["paths"].items():
         if not path.startswith(("/v1/", "/oauth/")):
             continue
