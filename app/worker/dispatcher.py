@@ -54,14 +54,6 @@ RECORD_WINDOW_SECONDS = 0.05
 LIVENESS_LOOP = "dispatch_webhooks"
 
 
-def attempt_outcome(outcome: Outcome) -> str:
-    if outcome.delivered:
-        return "delivered"
-    if outcome.interrupted:
-        return "interrupted"
-    return "unanswered" if outcome.unanswered else "rejected"
-
-
 @dataclass
 class _Held:
     claimed: Claimed
@@ -305,7 +297,7 @@ class Dispatcher:
         self._start_attempts()
 
     def _count(self, outcome: Outcome, circuit: str) -> None:
-        kind = attempt_outcome(outcome)
+        kind = outcome.kind
         metrics.series(metrics.DELIVERY_ATTEMPTS, kind, circuit).inc()
         metrics.DELIVERY_SECONDS.observe(outcome.latency_ms / 1000)
         if self.count_tenants:

@@ -106,6 +106,15 @@ class Outcome:
         """A timeout or a failed connection: what the circuit breaker counts."""
         return self.status_code is None and not self.interrupted
 
+    @property
+    def kind(self) -> str:
+        """delivered, rejected (an answer other than 2xx), unanswered or interrupted."""
+        if self.delivered:
+            return "delivered"
+        if self.interrupted:
+            return "interrupted"
+        return "unanswered" if self.unanswered else "rejected"
+
 
 # Written into the SQL, not bound: a prepared statement's generic plan can use the partial
 # indexes (`WHERE state = 'pending'`) only if the predicate is there to match.
