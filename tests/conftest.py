@@ -25,6 +25,7 @@ from app.core.config import RATE_LIMIT_NAMES, Environment, Settings
 from app.core.db import Database
 from app.main import create_app
 from app.models import Base
+from tests.fhir_validation import validate_fhir_response
 from tests.webhook_receiver import Receiver, serve_receiver
 
 DEFAULT_TEST_POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -140,7 +141,12 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 def client_for(app: FastAPI) -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+    # Every FHIR resource a test is sent must be valid R4, whatever the test looks at.
+    return httpx.AsyncClient(
+        transport=transport,
+        base_url="http://testserver",
+        event_hooks={"response": [validate_fhir_response]},
+    )
 
 
 @pytest.fixture

@@ -151,6 +151,17 @@ async def test_the_demo_shows_four_weeks_of_figures_through_the_api(
     missed = await _get(client, "/v1/events?type=occurrence.missed&limit=200", system)
     assert missed["data"]
 
+    # Every kind of homework, as FHIR: each page is validated as R4 by the test client
+    # (tests.fhir_validation), scored measures, repeating groups and all.
+    for resource in ("QuestionnaireResponse", "Task", "CarePlan"):
+        path: str | None = f"/fhir/R4/{resource}?_count=200"
+        entries = []
+        while path:
+            page = await _get(client, path, system)
+            entries += page["entry"]
+            path = next((x["url"] for x in page["link"] if x["relation"] == "next"), None)
+        assert len({e["resource"]["id"] for e in entries}) == len(entries) > 10, resource
+
     # The history is dated when it happened: completions, assignments and their occurrences
     # lie in the four weeks before now.
     async with app.state.database.sessionmaker() as session:

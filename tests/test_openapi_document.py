@@ -39,6 +39,7 @@ PUBLIC = {
     ("/readyz", "get"),
     ("/.well-known/jwks.json", "get"),
     ("/.well-known/oauth-authorization-server", "get"),
+    ("/fhir/R4/metadata", "get"),  # FHIR's CapabilityStatement is read before any token
 }
 # Client credentials in the request (Basic, or in the form), not a bearer token.
 CLIENT_AUTHENTICATED = {
@@ -133,7 +134,14 @@ def test_responses_declare_exactly_the_media_types_sent() -> None:
             for status, response in operation["responses"].items():
                 label = f"{method.upper()} {path} {status}"
                 content = response.get("content", {})
-                if status.startswith(("4", "5")):
+                if path.startswith("/fhir/"):
+                    # FHIR speaks its own media type, errors as OperationOutcome included.
+                    assert list(content) in ([], ["application/fhir+json"]), label
+                    if status.startswith(("4", "5")):
+                        assert content["application/fhir+json"]["schema"] == {
+                            "$ref": "#/components/schemas/OperationOutcome"
+                        }, label
+                elif status.startswith(("4", "5")):
                     if list(content) == ["application/json"]:
                         assert path.startswith("/oauth/"), label
                         assert content["application/json"]["schema"]["$ref"] in OAUTH_ERRORS

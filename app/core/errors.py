@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse
 
 from app.core.db_errors import RETRY_AFTER_SECONDS, database_unavailable
+from app.core.operation_outcome import FHIR_PREFIX, outcome_response
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_TYPE_PREFIX = "urn:homework:problem:"
@@ -170,6 +171,8 @@ def field_error(location: str, path: Sequence[str | int], message: str, code: st
 
 
 def problem_response(request: Request | None, problem: Problem) -> JSONResponse:
+    if request is not None and request.url.path.startswith(FHIR_PREFIX):
+        return outcome_response(problem, request.scope.get("state", {}).get("request_id"))
     body: dict[str, Any] = {
         "type": PROBLEM_TYPE_PREFIX + problem.slug,
         "title": problem.title,

@@ -43,6 +43,7 @@ from app.core.errors import (
     RequestTimeout,
     ServiceUnavailable,
 )
+from app.core.operation_outcome import FHIR_MEDIA_TYPE, FHIR_PREFIX
 from app.core.routing import AppRoute, TransactionRoute
 from app.core.scopes import ROLE_SCOPES, Context
 
@@ -139,6 +140,11 @@ TAGS: dict[str, str] = {
     "webhooks": "Webhook endpoints you register, their deliveries, and the webhooks we send.",
     "events": "The event log behind webhooks, and redelivery.",
     "audit": "Who read or changed what: the audit trail of your tenant.",
+    "fhir": "HL7 FHIR R4 (4.0.1), read-only: templates as Questionnaires, completions as "
+    "QuestionnaireResponses with PHQ-9 and GAD-7 scores as Observations, assignments as "
+    "CarePlans and occurrences as Tasks, clients and clinicians as Patient and Practitioner "
+    "stubs. `application/fhir+json`, errors as `OperationOutcome`; the same tokens and scopes "
+    "as /v1 (docs/FHIR.md).",
 }
 
 SERVERS = [
@@ -264,6 +270,7 @@ def build(app: FastAPI) -> dict[str, Any]:
     for operation in _operations(document):
         _only_problem_media(operation)
         _media_examples(operation, schemas)
+    _fhir_errors(document, schemas)
     document["tags"] = _declared_tags(document)
     return document
 
@@ -291,6 +298,68 @@ def _declared_tags(document: dict[str, Any]) -> list[dict[str, str]]:
     if undescribed:
         raise RuntimeError(f"tags without a description in TAGS: {sorted(undescribed)}")
     return [{"name": name, "description": text} for name, text in TAGS.items() if name in used]
+
+
+def _fhir_errors(document: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """Under /fhir/, every error is an `OperationOutcome` (app.core.operation_outcome)."""
+    fhir_paths = [item for path, item in document["paths"].items() if path.startswith(FHIR_PREFIX)]
+    if not fhir_paths:
+        return
+    schemas["OperationOutcome"] = OPERATION_OUTCOME_SCHEMA
+    for item in fhir_paths:
+        for operation in item.values():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    response["content"] = {FHIR_MEDIA_TYPE: {"schema": OPERATION_OUTCOME_REF}}
+
+
+OPERATION_OUTCOME_REF = {"$ref": "#/components/schemas/OperationOutcome"}
+OPERATION_OUTCOME_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "A FHIR R4 OperationOutcome (https://hl7.org/fhir/R4/operationoutcome.html): "
+    "the first issue says what went wrong (with the request id), each further one names a "
+    "field in `expression`, as `errors[]` does in problem+json.",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"type": "string", "const": "OperationOutcome"},
+        "issue": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["severity", "code"],
+                "properties": {
+                    "severity": {"type": "string", "enum": ["fatal", "error"]},
+                    "code": {"type": "string", "description": "An IssueType code."},
+                    "details": {
+                        "type": "object",
+                        "properties": {"text": {"type": "string"}},
+                    },
+                    "diagnostics": {"type": "string"},
+                    "expression": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
+    "examples": [
+        {
+            "resourceType": "OperationOutcome",
+            "issue": [
+                {
+                    "severity": "error",
+                    "code": "invalid",
+                    "details": {"text": "Request is not valid (request 01JD5C7E9G1J3M5P)"},
+                },
+                {
+                    "severity": "error",
+                    "code": "invalid",
+                    "details": {"text": "Supported statuses here: amended, completed, stopped."},
+                    "diagnostics": "invalid",
+                    "expression": ["status"],
+                },
+            ],
+        }
+    ],
+}
 
 
 def _only_problem_media(operation: dict[str, Any]) -> None:

@@ -1,15 +1,18 @@
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Response
 
 from app.core.db import SessionDep
 from app.core.errors import problem_responses
 from app.core.etags import IfMatchHeader, check_if_match, set_etag
+from app.core.operation_outcome import FHIR_MEDIA_TYPE
 from app.core.pagination import CursorQuery, LimitQuery, Page
 from app.core.routing import AppRoute
 from app.core.security import Principal, require
+from app.fhir.examples import IMPORTABLE_QUESTIONNAIRE
+from app.fhir.questionnaire_import import template_from_questionnaire
 from app.models import TemplateVersion
 from app.schemas.templates import (
     TemplateCreate,
@@ -80,6 +83,38 @@ async def create_template(
     principal: Annotated[Principal, require("templates", "c")],
 ) -> TemplateOut:
     shown = await templates.create_template(session, principal, body)
+    set_etag(response, shown.template.id, shown.template.version)
+    return template_out(shown)
+
+
+@router.post(
+    "/from-questionnaire",
+    status_code=201,
+    operation_id="import_questionnaire",
+    summary="Create a custom template from a FHIR R4 Questionnaire",
+    description="The Questionnaire's items become the response schema (docs/FHIR.md lists "
+    "how each maps): `string`, `text`, `integer`, `decimal`, `boolean`, `choice` of "
+    "`valueString` or `valueInteger` options, `group` and `repeats`. Whatever a template "
+    "cannot say (conditional items, value sets, codings as answers, other item types, a "
+    "linkId that is not a property name) is refused with a 422 whose `errors[]` name the "
+    "item by its `linkId` and point at it. `title` becomes the name, `description` the "
+    "instructions and `purpose` the purpose.",
+    responses=problem_responses(401, 403, 422),
+)
+async def import_questionnaire(
+    body: Annotated[
+        dict[str, Any],
+        Body(
+            media_type=FHIR_MEDIA_TYPE,
+            description="A FHIR R4 Questionnaire (`application/fhir+json` or JSON).",
+            examples=[IMPORTABLE_QUESTIONNAIRE],
+        ),
+    ],
+    session: SessionDep,
+    response: Response,
+    principal: Annotated[Principal, require("templates", "c")],
+) -> TemplateOut:
+    shown = await templates.create_template(session, principal, template_from_questionnaire(body))
     set_etag(response, shown.template.id, shown.template.version)
     return template_out(shown)
 

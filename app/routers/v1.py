@@ -1,5 +1,6 @@
-"""The `/v1` API, one router per resource. Each router carries its full `/v1/...` prefix and is
-included flat, so that a route's template (what the access log records) is its whole path."""
+"""The `/v1` API and its FHIR R4 view (`/fhir/R4`), one router per resource. Each router carries
+its full prefix and is included flat, so that a route's template (what the access log records)
+is its whole path."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from app.routers import (
     clinicians,
     completions,
     events,
+    fhir,
     identity_clients,
     identity_provider,
     me,
@@ -35,4 +37,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     webhooks.router,
     events.router,
     adherence.router,
+    fhir.router,
 )

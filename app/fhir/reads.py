@@ -1,0 +1,378 @@
+"""The database reads behind /fhir/R4: each resource with what its mapping needs in one
+statement (whatever the page size), visibility as in /v1 (app.services.access), and the same
+audit rows as the /v1 reads of the same objects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import false, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import NotFound
+from app.core.pagination import AnySelect, page_of, paginate
+from app.core.security import Principal
+from app.fhir import canonical as fhir
+from app.fhir import search
+from app.fhir.people import patient, practitioner
+from app.fhir.plans import CARE_PLAN_STATUS, TASK_STATUS, care_plan, task
+from app.fhir.questionnaires import questionnaire
+from app.fhir.responses import OUR_STATUSES, questionnaire_response
+from app.models import (
+    Assignment,
+    Client,
+    Clinician,
+    Completion,
+    Occurrence,
+    Template,
+    TemplateVersion,
+)
+from app.services import audit
+from app.services.access import client_visibility, visible_clients, visible_clinicians
+from app.services.audit import Action
+from app.services.templates import visible_templates
+
+Resource = dict[str, Any]
+Found = tuple[list[Resource], str | None]
+
+QUESTIONNAIRE_STATUSES: Final = {"active": ("active",), "retired": ("retired",)}
+TASK_STATUSES: Final = search.inverse(TASK_STATUS)
+CARE_PLAN_STATUSES: Final = search.inverse({k: v[0] for k, v in CARE_PLAN_STATUS.items()})
+
+
+@dataclass(frozen=True, slots=True)
+class Criteria:
+    """A search's parameters, parsed (app.fhir.search)."""
+
+    count: int = search.DEFAULT_COUNT
+    cursor: str | None = None
+    last_updated: Sequence[search.Range] = ()
+    patient: str | None = None
+    status: str | None = None
+    identifier: search.Identifier | None = None
+    url: str | None = None
+
+
+def _filtered(
+    statement: AnySelect,
+    criteria: Criteria,
+    *,
+    updated: Any,
+    client: Any = None,
+    status: Any = None,
+    statuses: Any = None,
+) -> AnySelect:
+    for bounds in criteria.last_updated:
+        statement = statement.where(bounds.condition(updated))
+    if client is not None and criteria.patient is not None:
+        statement = statement.where(client == search.patient_id(criteria.patient))
+    wanted = search.statuses(criteria.status, statuses) if statuses is not None else None
+    if wanted is not None:
+        statement = statement.where(status.in_(wanted))
+    return statement
+
+
+async def _page(
+    session: AsyncSession, statement: AnySelect, id_column: Any, criteria: Criteria
+) -> tuple[list[Any], str | None]:
+    paged = paginate(statement, id_column, criteria.count, criteria.cursor)
+    rows = (await session.execute(paged)).all()
+    return page_of(rows, criteria.count, lambda row: row[0].id)
+
+
+async def _one(session: AsyncSession, statement: AnySelect) -> Any:
+    return (await session.execute(statement)).first()
+
+
+async def _refused(
+    session: AsyncSession, principal: Principal, resource_type: str, our_id: str, what: str
+) -> NotFound:
+    await audit.record_refusal_if_hidden(session, principal, Action.read, resource_type, our_id)
+    return NotFound(f"No such {what}.")
+
+
+# Questionnaire
+
+
+def _questionnaires(principal: Principal, version: int | None = None) -> AnySelect:
+    number = TemplateVersion.number == (Template.latest_version if version is None else version)
+    return (
+        select(Template, TemplateVersion)
+        .join(TemplateVersion, (TemplateVersion.template_id == Template.id) & number)
+        .where(visible_templates(principal))
+    )
+
+
+async def read_questionnaire(session: AsyncSession, principal: Principal, id_: str) -> Resource:
+    row = await _one(session, _questionnaires(principal).where(Template.id == fhir.our_id(id_)))
+    if row is None:
+        raise NotFound("No such Questionnaire.")
+    return questionnaire(row[0], row[1])
+
+
+async def search_questionnaires(
+    session: AsyncSession, principal: Principal, criteria: Criteria
+) -> Found:
+    version = None
+    statement = _questionnaires(principal)
+    if criteria.url is not None:
+        url, _, number = criteria.url.partition("|")
+        version = int(number) if number.isdigit() and len(number) < 10 else None
+        if number and version is None:
+            return [], None  # no version of ours is named so
+        template_id = fhir.our_id(url.removeprefix(f"{fhir.CANONICAL}/Questionnaire/"))
+        statement = _questionnaires(principal, version).where(Template.id == template_id)
+    if criteria.status is not None:
+        wanted = search.statuses(criteria.status, QUESTIONNAIRE_STATUSES) or []
+        if "active" not in wanted:
+            statement = statement.where(Template.retired_at.is_not(None))
+        if "retired" not in wanted:
+            statement = statement.where(Template.retired_at.is_(None))
+    statement = _filtered(statement, criteria, updated=Template.updated_at)
+    rows, next_cursor = await _page(session, statement, Template.id, criteria)
+    return [questionnaire(template, version) for template, version in rows], next_cursor
+
+
+# QuestionnaireResponse
+
+
+def _responses(principal: Principal) -> AnySelect:
+    return (
+        select(
+            Completion,
+            Assignment.template_id,
+            TemplateVersion.number,
+            TemplateVersion.id,
+            Client.external_id,
+        )
+        .join(Assignment, Assignment.id == Completion.assignment_id)
+        .join(TemplateVersion, TemplateVersion.id == Assignment.template_version_id)
+        .join(Client, Client.id == Completion.client_id)
+        .where(
+            Completion.tenant_id == principal.tenant_id,
+            client_visibility(principal, Completion.client_id),
+        )
+    )
+
+
+async def _schemas(session: AsyncSession, version_ids: set[str]) -> dict[str, Any]:
+    """Each template version's response schema, once per version however many completions of
+    it a page holds (a schema is up to 64 KiB)."""
+    if not version_ids:
+        return {}
+    rows = await session.execute(
+        select(TemplateVersion.id, TemplateVersion.response_schema).where(
+            TemplateVersion.id.in_(sorted(version_ids))
+        )
+    )
+    return {version_id: schema for version_id, schema in rows}
+
+
+async def _response_resources(session: AsyncSession, rows: Sequence[Any]) -> list[Resource]:
+    schemas = await _schemas(session, {row[3] for row in rows})
+    return [
+        questionnaire_response(
+            completion,
+            template_id=template_id,
+            template_version=number,
+            schema=schemas[version_id],
+            client_external_id=external_id,
+        )
+        for completion, template_id, number, version_id, external_id in rows
+    ]
+
+
+async def read_questionnaire_response(
+    session: AsyncSession, principal: Principal, id_: str
+) -> Resource:
+    our_id = fhir.our_id(id_)
+    row = await _one(session, _responses(principal).where(Completion.id == our_id))
+    if row is None:
+        raise await _refused(session, principal, "completion", our_id, "QuestionnaireResponse")
+    await audit.record(session, principal, Action.read, "completion", [(row[0].client_id, our_id)])
+    return (await _response_resources(session, [row]))[0]
+
+
+async def search_questionnaire_responses(
+    session: AsyncSession, principal: Principal, criteria: Criteria
+) -> Found:
+    statement = _filtered(
+        _responses(principal),
+        criteria,
+        updated=Completion.updated_at,
+        client=Completion.client_id,
+        status=Completion.status,
+        statuses=OUR_STATUSES,
+    )
+    if criteria.status is not None:
+        # `completed` and `amended` are both our `done`: told apart by whether it was edited.
+        codes = set(criteria.status.split(","))
+        if "completed" in codes and "amended" not in codes:
+            statement = statement.where((Completion.status != "done") | (Completion.version == 1))
+        if "amended" in codes and "completed" not in codes:
+            statement = statement.where((Completion.status != "done") | (Completion.version > 1))
+    rows, next_cursor = await _page(session, statement, Completion.id, criteria)
+    await audit.record(
+        session, principal, Action.list, "completion", [(r[0].client_id, r[0].id) for r in rows]
+    )
+    return await _response_resources(session, rows), next_cursor
+
+
+# CarePlan
+
+
+def _care_plans(principal: Principal) -> AnySelect:
+    return (
+        select(Assignment, TemplateVersion.number, Client.external_id)
+        .join(TemplateVersion, TemplateVersion.id == Assignment.template_version_id)
+        .join(Client, Client.id == Assignment.client_id)
+        .where(
+            Assignment.tenant_id == principal.tenant_id,
+            client_visibility(principal, Assignment.client_id),
+        )
+    )
+
+
+def _care_plan(row: Any) -> Resource:
+    assignment, number, external_id = row
+    return care_plan(assignment, template_version=number, client_external_id=external_id)
+
+
+async def read_care_plan(session: AsyncSession, principal: Principal, id_: str) -> Resource:
+    our_id = fhir.our_id(id_)
+    row = await _one(session, _care_plans(principal).where(Assignment.id == our_id))
+    if row is None:
+        raise await _refused(session, principal, "assignment", our_id, "CarePlan")
+    await audit.record(session, principal, Action.read, "assignment", [(row[0].client_id, our_id)])
+    return _care_plan(row)
+
+
+async def search_care_plans(
+    session: AsyncSession, principal: Principal, criteria: Criteria
+) -> Found:
+    statement = _filtered(
+        _care_plans(principal),
+        criteria,
+        updated=Assignment.updated_at,
+        client=Assignment.client_id,
+        status=Assignment.status,
+        statuses=CARE_PLAN_STATUSES,
+    )
+    rows, next_cursor = await _page(session, statement, Assignment.id, criteria)
+    await audit.record(
+        session, principal, Action.list, "assignment", [(r[0].client_id, r[0].id) for r in rows]
+    )
+    return [_care_plan(row) for row in rows], next_cursor
+
+
+# Task
+
+
+def _tasks(principal: Principal) -> AnySelect:
+    return (
+        select(Occurrence, Assignment.title, Client.external_id, Completion.id)
+        .join(Assignment, Assignment.id == Occurrence.assignment_id)
+        .join(Client, Client.id == Occurrence.client_id)
+        .outerjoin(Completion, Completion.occurrence_id == Occurrence.id)
+        .where(
+            Occurrence.tenant_id == principal.tenant_id,
+            client_visibility(principal, Occurrence.client_id),
+        )
+    )
+
+
+def _task(row: Any) -> Resource:
+    occurrence, title, external_id, completion_id = row
+    return task(
+        occurrence, title=title, client_external_id=external_id, completion_id=completion_id
+    )
+
+
+async def read_task(session: AsyncSession, principal: Principal, id_: str) -> Resource:
+    our_id = fhir.our_id(id_)
+    row = await _one(session, _tasks(principal).where(Occurrence.id == our_id))
+    if row is None:
+        raise await _refused(session, principal, "occurrence", our_id, "Task")
+    await audit.record(session, principal, Action.read, "occurrence", [(row[0].client_id, our_id)])
+    return _task(row)
+
+
+async def search_tasks(session: AsyncSession, principal: Principal, criteria: Criteria) -> Found:
+    statement = _filtered(
+        _tasks(principal),
+        criteria,
+        updated=Occurrence.updated_at,
+        client=Occurrence.client_id,
+        status=Occurrence.status,
+        statuses=TASK_STATUSES,
+    )
+    rows, next_cursor = await _page(session, statement, Occurrence.id, criteria)
+    await audit.record(
+        session, principal, Action.list, "occurrence", [(r[0].client_id, r[0].id) for r in rows]
+    )
+    return [_task(row) for row in rows], next_cursor
+
+
+# Patient and Practitioner
+
+
+def _by_identifier(
+    statement: AnySelect, model: Any, principal: Principal, kind: str, criteria: Criteria
+) -> AnySelect:
+    wanted = criteria.identifier
+    if wanted is None:
+        return statement
+    by_id = model.id == wanted.value
+    by_external = model.external_id == wanted.value
+    if wanted.system is None:
+        return statement.where(or_(by_id, by_external))
+    if wanted.system == fhir.ID_SYSTEM:
+        return statement.where(by_id)
+    if wanted.system == fhir.external_id_system(principal.tenant_id, kind):
+        return statement.where(by_external)
+    return statement.where(false())  # another system: none of ours is in it
+
+
+async def read_patient(session: AsyncSession, principal: Principal, id_: str) -> Resource:
+    our_id = fhir.our_id(id_)
+    client = await session.scalar(visible_clients(principal).where(Client.id == our_id))
+    if client is None:
+        raise await _refused(session, principal, "client", our_id, "Patient")
+    await audit.record(session, principal, Action.read, "client", [(our_id, our_id)])
+    return patient(client)
+
+
+async def search_patients(session: AsyncSession, principal: Principal, criteria: Criteria) -> Found:
+    statement = _by_identifier(visible_clients(principal), Client, principal, "client", criteria)
+    statement = _filtered(statement, criteria, updated=Client.updated_at)
+    rows = (
+        await session.scalars(paginate(statement, Client.id, criteria.count, criteria.cursor))
+    ).all()
+    clients, next_cursor = page_of(rows, criteria.count, lambda c: c.id)
+    await audit.record(session, principal, Action.list, "client", [(c.id, c.id) for c in clients])
+    return [patient(c) for c in clients], next_cursor
+
+
+async def read_practitioner(session: AsyncSession, principal: Principal, id_: str) -> Resource:
+    clinician = await session.scalar(
+        visible_clinicians(principal).where(Clinician.id == fhir.our_id(id_))
+    )
+    if clinician is None:
+        raise NotFound("No such Practitioner.")
+    return practitioner(clinician)
+
+
+async def search_practitioners(
+    session: AsyncSession, principal: Principal, criteria: Criteria
+) -> Found:
+    statement = _by_identifier(
+        visible_clinicians(principal), Clinician, principal, "clinician", criteria
+    )
+    statement = _filtered(statement, criteria, updated=Clinician.updated_at)
+    rows = (
+        await session.scalars(paginate(statement, Clinician.id, criteria.count, criteria.cursor))
+    ).all()
+    clinicians, next_cursor = page_of(rows, criteria.count, lambda c: c.id)
+    return [practitioner(c) for c in clinicians], next_cursor
