@@ -35,6 +35,8 @@ from sqlalchemy import select
 
 from app.core import outbound
 from app.core.scopes import ALL_SCOPES, ROLE_SCOPES, Context, ScopeSet
+from app.fhir.canonical import fhir_id
+from app.fhir.examples import IMPORTABLE_QUESTIONNAIRE
 from app.models import Event, Reminder, Template, TemplateVersion
 from app.services import tenants
 from app.services.webhooks import fan_out
@@ -319,6 +321,36 @@ async def tenant_a_has_a_sent_event(world: World, http: httpx.AsyncClient) -> di
         event_id = await session.scalar(select(Event.id).where(Event.tenant_id == world.a.id))
     assert event_id is not None
     return {**made, "event_id": event_id}
+
+
+def as_fhir(setup: Setup, made_key: str) -> Setup:
+    """A setup whose object is read through /fhir/R4: its FHIR id as `resource_id`."""
+
+    async def fhir_setup(world: World, http: httpx.AsyncClient) -> dict[str, str]:
+        made = await setup(world, http)
+        assert made is not None
+        return {"resource_id": fhir_id(made[made_key])}
+
+    return fhir_setup
+
+
+async def tenant_a_has_a_custom_template_made(
+    world: World, http: httpx.AsyncClient
+) -> dict[str, str]:
+    await tenant_a_has_a_custom_template(world, http)
+    return template_a(world)
+
+
+def fhir_client_a1(world: World) -> dict[str, str]:
+    return {"resource_id": fhir_id(world.a.clients["A1"])}
+
+
+def fhir_clinician_a1(world: World) -> dict[str, str]:
+    return {"resource_id": fhir_id(world.a.clinicians["A1"])}
+
+
+def a_questionnaire(world: World) -> dict[str, Any]:
+    return IMPORTABLE_QUESTIONNAIRE
 
 
 # fmt: off
@@ -692,6 +724,67 @@ MATRIX: dict[tuple[str, str], Case | Exempt] = {
         scope="events.u", setup=tenant_a_has_a_sent_event, body=no_fields,
         expect=row(200, 403,   403,   403,   403,   404,  401, 401, 403),
     ),
+
+    # FHIR R4: the /v1 scopes and visibility of the same objects, read-only. A Questionnaire is
+    # a template (templates), a QuestionnaireResponse a completion (completions), a CarePlan an
+    # assignment and a Task an occurrence (assignments), a Patient a client (clients), a
+    # Practitioner a clinician (clinicians). The CapabilityStatement is public.
+    ("GET", "/fhir/R4/metadata"): Case(
+        scope=None,
+        expect=row(200, 200,   200,   200,   200,   200,  200, 200, 200),
+    ),
+    ("POST", "/v1/templates/from-questionnaire"): Case(
+        scope="templates.c", body=a_questionnaire,
+        expect=row(201, 201,   201,   403,   403,   201,  401, 401, 403),
+    ),
+    ("GET", "/fhir/R4/Questionnaire"): Case(
+        scope="templates.s",
+        expect=row(200, 200,   200,   403,   403,   200,  401, 401, 403),
+    ),
+    ("GET", "/fhir/R4/Questionnaire/{resource_id}"): Case(
+        scope="templates.r", setup=as_fhir(tenant_a_has_a_custom_template_made, "template_id"),
+        expect=row(200, 200,   200,   200,   200,   404,  401, 401, 403),
+    ),
+    ("GET", "/fhir/R4/QuestionnaireResponse"): Case(
+        scope="completions.s",
+        expect=row(200, 200,   200,   200,   200,   200,  401, 401, 403),
+    ),
+    ("GET", "/fhir/R4/QuestionnaireResponse/{resource_id}"): Case(
+        scope="completions.r", setup=as_fhir(client_a1_has_a_completion, "completion_id"),
+        expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),
+    ),
+    ("GET", "/fhir/R4/CarePlan"): Case(
+        scope="assignments.s",
+        expect=row(200, 200,   200,   200,   200,   200,  401, 401, 403),
+    ),
+    ("GET", "/fhir/R4/CarePlan/{resource_id}"): Case(
+        scope="assignments.r", setup=as_fhir(client_a1_has_an_assignment, "assignment_id"),
+        expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),
+    ),
+    ("GET", "/fhir/R4/Task"): Case(
+        scope="assignments.s",
+        expect=row(200, 200,   200,   200,   200,   200,  401, 401, 403),
+    ),
+    ("GET", "/fhir/R4/Task/{resource_id}"): Case(
+        scope="assignments.r", setup=as_fhir(client_a1_has_an_occurrence, "occurrence_id"),
+        expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),
+    ),
+    ("GET", "/fhir/R4/Patient"): Case(
+        scope="clients.s",
+        expect=row(200, 200,   200,   403,   403,   200,  401, 401, 403),
+    ),
+    ("GET", "/fhir/R4/Patient/{resource_id}"): Case(
+        scope="clients.r", params=fhir_client_a1,
+        expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),
+    ),
+    ("GET", "/fhir/R4/Practitioner"): Case(
+        scope="clinicians.s",
+        expect=row(200, 200,   200,   403,   403,   200,  401, 401, 403),
+    ),
+    ("GET", "/fhir/R4/Practitioner/{resource_id}"): Case(
+        scope="clinicians.r", params=fhir_clinician_a1,
+        expect=row(200, 200,   404,   200,   404,   404,  401, 401, 403),
+    ),
 }
 # fmt: on
 
@@ -800,8 +893,14 @@ def _check_error(case: Case, caller: str, response: httpx.Response) -> list[str]
     if status not in (401, 403, 404):
         return []
     problems = []
-    if not response.headers.get("content-type", "").startswith("application/problem+json"):
-        problems.append(f"{status} is not problem+json")
+    # Under /fhir/ errors are OperationOutcomes, in FHIR's own media type.
+    media_type = (
+        "application/fhir+json"
+        if response.url.path.startswith("/fhir/")
+        else ("application/problem+json")
+    )
+    if not response.headers.get("content-type", "").startswith(media_type):
+        problems.append(f"{status} is not {media_type}")
     challenge = response.headers.get("www-authenticate", "")
     if status == 401:
         if not challenge.startswith("Bearer"):
