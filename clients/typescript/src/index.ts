@@ -20,6 +20,9 @@ export type HomeworkClient = Client<paths>;
 /** RFC 9457 problem details: the body of every error from `/v1/…`. */
 export type Problem = Schemas["ProblemDetail"];
 
+/** A FHIR OperationOutcome: the body of every error from `/fhir/R4/…`. */
+export type OperationOutcome = Schemas["OperationOutcome"];
+
 /** The body of a successful `POST /oauth/token`. */
 export type TokenResponse = Schemas["TokenResponse"];
 

@@ -44,6 +44,266 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/fhir/R4/CarePlan": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Search CarePlans
+         * @description The assignments the caller may see. A `searchset` Bundle, newest first; follow its `next` link for the next page. Parameters other than those listed are refused (422) rather than ignored.
+         */
+        get: operations["fhir_search_care_plans"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/fhir/R4/CarePlan/{resource_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An assignment as a CarePlan
+         * @description One activity: the homework, its schedule (the RRULE) and the Questionnaire it instantiates. By its FHIR id. Same scope, visibility and audit as the /v1 read of the same object: another tenant's, or one the caller may not see, is 404 (an `OperationOutcome`).
+         */
+        get: operations["fhir_read_care_plan"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/fhir/R4/Patient": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Search Patients
+         * @description The clients the caller may see; by `identifier` to find one by the vendor's `external_id`. A `searchset` Bundle, newest first; follow its `next` link for the next page. Parameters other than those listed are refused (422) rather than ignored.
+         */
+        get: operations["fhir_search_patients"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/fhir/R4/Patient/{resource_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A client as a Patient (ids only)
+         * @description Our id and the vendor's `external_id` as identifiers; no demographics, which we do not hold. By its FHIR id. Same scope, visibility and audit as the /v1 read of the same object: another tenant's, or one the caller may not see, is 404 (an `OperationOutcome`).
+         */
+        get: operations["fhir_read_patient"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/fhir/R4/Practitioner": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Search Practitioners
+         * @description The clinicians the caller may see, as in `GET /v1/clinicians`. A `searchset` Bundle, newest first; follow its `next` link for the next page. Parameters other than those listed are refused (422) rather than ignored.
+         */
+        get: operations["fhir_search_practitioners"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/fhir/R4/Practitioner/{resource_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A clinician as a Practitioner (ids only)
+         * @description Our id and the vendor's `external_id` as identifiers. By its FHIR id. Same scope, visibility and audit as the /v1 read of the same object: another tenant's, or one the caller may not see, is 404 (an `OperationOutcome`).
+         */
+        get: operations["fhir_read_practitioner"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/fhir/R4/Questionnaire": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Search Questionnaires
+         * @description The templates your tenant can assign, built-in ones first. A `searchset` Bundle, newest first; follow its `next` link for the next page. Parameters other than those listed are refused (422) rather than ignored.
+         */
+        get: operations["fhir_search_questionnaires"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/fhir/R4/Questionnaire/{resource_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A template as a Questionnaire (its latest version)
+         * @description Built-in templates and your own; PHQ-9 and GAD-7 carry their LOINC codes. Older versions: search by `url` with `|version`. By its FHIR id. Same scope, visibility and audit as the /v1 read of the same object: another tenant's, or one the caller may not see, is 404 (an `OperationOutcome`).
+         */
+        get: operations["fhir_read_questionnaire"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/fhir/R4/QuestionnaireResponse": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Search QuestionnaireResponses
+         * @description The completions the caller may see, as in `GET /v1/completions`. A `searchset` Bundle, newest first; follow its `next` link for the next page. Parameters other than those listed are refused (422) rather than ignored.
+         */
+        get: operations["fhir_search_questionnaire_responses"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/fhir/R4/QuestionnaireResponse/{resource_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A completion as a QuestionnaireResponse
+         * @description Its answers by item, what else the completion says as extensions, and for PHQ-9 and GAD-7 the score as a contained Observation (LOINC total-score code, severity band as its interpretation). By its FHIR id. Same scope, visibility and audit as the /v1 read of the same object: another tenant's, or one the caller may not see, is 404 (an `OperationOutcome`).
+         */
+        get: operations["fhir_read_questionnaire_response"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/fhir/R4/Task": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Search Tasks
+         * @description The occurrences the caller may see. A `searchset` Bundle, newest first; follow its `next` link for the next page. Parameters other than those listed are refused (422) rather than ignored.
+         */
+        get: operations["fhir_search_tasks"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/fhir/R4/Task/{resource_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * An occurrence as a Task
+         * @description Its window as `executionPeriod`, based on its CarePlan, and once done the QuestionnaireResponse as its output. By its FHIR id. Same scope, visibility and audit as the /v1 read of the same object: another tenant's, or one the caller may not see, is 404 (an `OperationOutcome`).
+         */
+        get: operations["fhir_read_task"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/fhir/R4/metadata": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The FHIR CapabilityStatement
+         * @description What this server reads and searches, and how it is secured. Public.
+         */
+        get: operations["fhir_capabilities"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -958,6 +1218,26 @@ export interface paths {
          * @description The template's `kind` is `custom`; the body is its version 1. The response schema must stay within the supported JSON Schema subset: each construct outside it is named in `errors[]` by a pointer such as `/response_schema/properties/mood/pattern`.
          */
         post: operations["create_template"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/templates/from-questionnaire": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Create a custom template from a FHIR R4 Questionnaire
+         * @description The Questionnaire's items become the response schema (docs/FHIR.md lists how each maps): `string`, `text`, `integer`, `decimal`, `boolean`, `choice` of `valueString` or `valueInteger` options, `group` and `repeats`. Whatever a template cannot say (conditional items, value sets, codings as answers, other item types, a linkId that is not a property name) is refused with a 422 whose `errors[]` name the item by its `linkId` and point at it. `title` becomes the name, `description` the instructions and `purpose` the purpose.
+         */
+        post: operations["import_questionnaire"];
         delete?: never;
         options?: never;
         head?: never;
@@ -3691,6 +3971,47 @@ export interface components {
             type: "once";
         };
         /**
+         * @description A FHIR R4 OperationOutcome (https://hl7.org/fhir/R4/operationoutcome.html): the first issue says what went wrong (with the request id), each further one names a field in `expression`, as `errors[]` does in problem+json.
+         * @example {
+         *       "issue": [
+         *         {
+         *           "code": "invalid",
+         *           "details": {
+         *             "text": "Request is not valid (request 01JD5C7E9G1J3M5P)"
+         *           },
+         *           "severity": "error"
+         *         },
+         *         {
+         *           "code": "invalid",
+         *           "details": {
+         *             "text": "Supported statuses here: amended, completed, stopped."
+         *           },
+         *           "diagnostics": "invalid",
+         *           "expression": [
+         *             "status"
+         *           ],
+         *           "severity": "error"
+         *         }
+         *       ],
+         *       "resourceType": "OperationOutcome"
+         *     }
+         */
+        OperationOutcome: {
+            issue: {
+                /** @description An IssueType code. */
+                code: string;
+                details?: {
+                    text?: string;
+                };
+                diagnostics?: string;
+                expression?: string[];
+                /** @enum {string} */
+                severity: "fatal" | "error";
+            }[];
+            /** @constant */
+            resourceType: "OperationOutcome";
+        };
+        /**
          * Outcome
          * @description `allowed`: the caller was given what they asked for. `denied`: a caller of the tenant was
          *     refused an object of the tenant (answered 404, as for no object at all, or 403).
@@ -5089,6 +5410,3335 @@ export interface operations {
                 };
                 content: {
                     "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    fhir_search_care_plans: {
+        parameters: {
+            query?: {
+                /** @description The client: `Patient/clt-…` or its id alone. */
+                patient?: string | null;
+                /** @description One status or several, comma-separated (any of them). */
+                status?: string | null;
+                /** @description `meta.lastUpdated` with a prefix `eq` (the default), `gt`, `ge`, `lt` or `le`, and a date or a date-time with its offset: `ge2026-11-01`, `lt2026-11-22T20:00:00Z`. Give it twice for a range. */
+                _lastUpdated?: string[] | null;
+                /** @description Resources per page (1-200). */
+                _count?: number;
+                /** @description Where the next page starts: follow the Bundle's `next` link. */
+                _cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A FHIR R4 Bundle (https://hl7.org/fhir/R4/bundle.html). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "entry": [
+                     *         {
+                     *           "fullUrl": "https://api.homework.example/fhir/R4/CarePlan/asg-01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *           "resource": {
+                     *             "activity": [
+                     *               {
+                     *                 "detail": {
+                     *                   "code": {
+                     *                     "coding": [
+                     *                       {
+                     *                         "code": "gad7",
+                     *                         "system": "https://fhir.homework-api.dev/CodeSystem/homework-kind"
+                     *                       }
+                     *                     ]
+                     *                   },
+                     *                   "description": "Over the last 2 weeks, how often have you been bothered by the following problems? Answer each question with 0 (not at all), 1 (several days), 2 (more than half the days) or 3 (nearly every day).",
+                     *                   "instantiatesCanonical": [
+                     *                     "https://fhir.homework-api.dev/Questionnaire/tpl-builtin-gad7|1"
+                     *                   ],
+                     *                   "kind": "Task",
+                     *                   "scheduledString": "FREQ=WEEKLY;BYDAY=SU",
+                     *                   "status": "in-progress"
+                     *                 }
+                     *               }
+                     *             ],
+                     *             "author": {
+                     *               "reference": "Practitioner/cln-01jd3w5k7m9p2r4t6v8x0z1b3c"
+                     *             },
+                     *             "created": "2026-11-20T15:00:00Z",
+                     *             "description": "A short, standard questionnaire that helps us follow how your anxiety changes over time and whether treatment is helping.",
+                     *             "extension": [
+                     *               {
+                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/assignment-status",
+                     *                 "valueCode": "active"
+                     *               }
+                     *             ],
+                     *             "id": "asg-01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *             "identifier": [
+                     *               {
+                     *                 "system": "https://fhir.homework-api.dev/sid/id",
+                     *                 "value": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m"
+                     *               }
+                     *             ],
+                     *             "intent": "plan",
+                     *             "meta": {
+                     *               "lastUpdated": "2026-11-20T15:00:00Z"
+                     *             },
+                     *             "period": {
+                     *               "start": "2026-11-22T20:00:00Z"
+                     *             },
+                     *             "resourceType": "CarePlan",
+                     *             "status": "active",
+                     *             "subject": {
+                     *               "identifier": {
+                     *                 "system": "https://fhir.homework-api.dev/sid/tenant/ten_01jd3v2k4m6p8r0t2v4x6z8b0d/client-external-id",
+                     *                 "value": "tenant-client-4711"
+                     *               },
+                     *               "reference": "Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *             },
+                     *             "title": "GAD-7 anxiety questionnaire"
+                     *           },
+                     *           "search": {
+                     *             "mode": "match"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "link": [
+                     *         {
+                     *           "relation": "self",
+                     *           "url": "https://api.homework.example/fhir/R4/CarePlan?status=active"
+                     *         }
+                     *       ],
+                     *       "resourceType": "Bundle",
+                     *       "timestamp": "2026-11-22T19:42:00Z",
+                     *       "type": "searchset"
+                     *     }
+                     */
+                    "application/fhir+json": {
+                        /** @constant */
+                        resourceType: "Bundle";
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+        };
+    };
+    fhir_read_care_plan: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The resource's FHIR id: ours with `-` for `_` (`clt-01jd…`). */
+                resource_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A FHIR R4 CarePlan (https://hl7.org/fhir/R4/careplan.html). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "activity": [
+                     *         {
+                     *           "detail": {
+                     *             "code": {
+                     *               "coding": [
+                     *                 {
+                     *                   "code": "gad7",
+                     *                   "system": "https://fhir.homework-api.dev/CodeSystem/homework-kind"
+                     *                 }
+                     *               ]
+                     *             },
+                     *             "description": "Over the last 2 weeks, how often have you been bothered by the following problems? Answer each question with 0 (not at all), 1 (several days), 2 (more than half the days) or 3 (nearly every day).",
+                     *             "instantiatesCanonical": [
+                     *               "https://fhir.homework-api.dev/Questionnaire/tpl-builtin-gad7|1"
+                     *             ],
+                     *             "kind": "Task",
+                     *             "scheduledString": "FREQ=WEEKLY;BYDAY=SU",
+                     *             "status": "in-progress"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "author": {
+                     *         "reference": "Practitioner/cln-01jd3w5k7m9p2r4t6v8x0z1b3c"
+                     *       },
+                     *       "created": "2026-11-20T15:00:00Z",
+                     *       "description": "A short, standard questionnaire that helps us follow how your anxiety changes over time and whether treatment is helping.",
+                     *       "extension": [
+                     *         {
+                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/assignment-status",
+                     *           "valueCode": "active"
+                     *         }
+                     *       ],
+                     *       "id": "asg-01jd4a2b3c4d5e6f7g8h9j0k1m",
+                     *       "identifier": [
+                     *         {
+                     *           "system": "https://fhir.homework-api.dev/sid/id",
+                     *           "value": "asg_01jd4a2b3c4d5e6f7g8h9j0k1m"
+                     *         }
+                     *       ],
+                     *       "intent": "plan",
+                     *       "meta": {
+                     *         "lastUpdated": "2026-11-20T15:00:00Z"
+                     *       },
+                     *       "period": {
+                     *         "start": "2026-11-22T20:00:00Z"
+                     *       },
+                     *       "resourceType": "CarePlan",
+                     *       "status": "active",
+                     *       "subject": {
+                     *         "identifier": {
+                     *           "system": "https://fhir.homework-api.dev/sid/tenant/ten_01jd3v2k4m6p8r0t2v4x6z8b0d/client-external-id",
+                     *           "value": "tenant-client-4711"
+                     *         },
+                     *         "reference": "Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *       },
+                     *       "title": "GAD-7 anxiety questionnaire"
+                     *     }
+                     */
+                    "application/fhir+json": {
+                        /** @constant */
+                        resourceType: "CarePlan";
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+        };
+    };
+    fhir_search_patients: {
+        parameters: {
+            query?: {
+                /** @description `system|value`, `|value` or `value`: our id (system `https://fhir.homework-api.dev/sid/id`) or the vendor's `external_id` (the tenant's system, as `identifier` shows it). */
+                identifier?: string | null;
+                /** @description `meta.lastUpdated` with a prefix `eq` (the default), `gt`, `ge`, `lt` or `le`, and a date or a date-time with its offset: `ge2026-11-01`, `lt2026-11-22T20:00:00Z`. Give it twice for a range. */
+                _lastUpdated?: string[] | null;
+                /** @description Resources per page (1-200). */
+                _count?: number;
+                /** @description Where the next page starts: follow the Bundle's `next` link. */
+                _cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A FHIR R4 Bundle (https://hl7.org/fhir/R4/bundle.html). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "entry": [
+                     *         {
+                     *           "fullUrl": "https://api.homework.example/fhir/R4/Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *           "resource": {
+                     *             "active": true,
+                     *             "id": "clt-01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *             "identifier": [
+                     *               {
+                     *                 "system": "https://fhir.homework-api.dev/sid/id",
+                     *                 "use": "official",
+                     *                 "value": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *               },
+                     *               {
+                     *                 "system": "https://fhir.homework-api.dev/sid/tenant/ten_01jd3v2k4m6p8r0t2v4x6z8b0d/client-external-id",
+                     *                 "use": "usual",
+                     *                 "value": "tenant-client-4711"
+                     *               }
+                     *             ],
+                     *             "meta": {
+                     *               "lastUpdated": "2026-11-20T15:00:00Z"
+                     *             },
+                     *             "resourceType": "Patient"
+                     *           },
+                     *           "search": {
+                     *             "mode": "match"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "link": [
+                     *         {
+                     *           "relation": "self",
+                     *           "url": "https://api.homework.example/fhir/R4/Patient?identifier=tenant-client-4711"
+                     *         }
+                     *       ],
+                     *       "resourceType": "Bundle",
+                     *       "timestamp": "2026-11-22T19:42:00Z",
+                     *       "type": "searchset"
+                     *     }
+                     */
+                    "application/fhir+json": {
+                        /** @constant */
+                        resourceType: "Bundle";
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+        };
+    };
+    fhir_read_patient: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The resource's FHIR id: ours with `-` for `_` (`clt-01jd…`). */
+                resource_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A FHIR R4 Patient (https://hl7.org/fhir/R4/patient.html). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "active": true,
+                     *       "id": "clt-01jd3x8q0m2v7k3c9r5t6y8w1a",
+                     *       "identifier": [
+                     *         {
+                     *           "system": "https://fhir.homework-api.dev/sid/id",
+                     *           "use": "official",
+                     *           "value": "clt_01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *         },
+                     *         {
+                     *           "system": "https://fhir.homework-api.dev/sid/tenant/ten_01jd3v2k4m6p8r0t2v4x6z8b0d/client-external-id",
+                     *           "use": "usual",
+                     *           "value": "tenant-client-4711"
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "lastUpdated": "2026-11-20T15:00:00Z"
+                     *       },
+                     *       "resourceType": "Patient"
+                     *     }
+                     */
+                    "application/fhir+json": {
+                        /** @constant */
+                        resourceType: "Patient";
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+        };
+    };
+    fhir_search_practitioners: {
+        parameters: {
+            query?: {
+                /** @description `system|value`, `|value` or `value`: our id (system `https://fhir.homework-api.dev/sid/id`) or the vendor's `external_id` (the tenant's system, as `identifier` shows it). */
+                identifier?: string | null;
+                /** @description `meta.lastUpdated` with a prefix `eq` (the default), `gt`, `ge`, `lt` or `le`, and a date or a date-time with its offset: `ge2026-11-01`, `lt2026-11-22T20:00:00Z`. Give it twice for a range. */
+                _lastUpdated?: string[] | null;
+                /** @description Resources per page (1-200). */
+                _count?: number;
+                /** @description Where the next page starts: follow the Bundle's `next` link. */
+                _cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A FHIR R4 Bundle (https://hl7.org/fhir/R4/bundle.html). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "entry": [
+                     *         {
+                     *           "fullUrl": "https://api.homework.example/fhir/R4/Practitioner/cln-01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *           "resource": {
+                     *             "active": true,
+                     *             "id": "cln-01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *             "identifier": [
+                     *               {
+                     *                 "system": "https://fhir.homework-api.dev/sid/id",
+                     *                 "use": "official",
+                     *                 "value": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c"
+                     *               },
+                     *               {
+                     *                 "system": "https://fhir.homework-api.dev/sid/tenant/ten_01jd3v2k4m6p8r0t2v4x6z8b0d/clinician-external-id",
+                     *                 "use": "usual",
+                     *                 "value": "tenant-clinician-17"
+                     *               }
+                     *             ],
+                     *             "meta": {
+                     *               "lastUpdated": "2026-11-20T15:00:00Z"
+                     *             },
+                     *             "resourceType": "Practitioner"
+                     *           },
+                     *           "search": {
+                     *             "mode": "match"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "link": [
+                     *         {
+                     *           "relation": "self",
+                     *           "url": "https://api.homework.example/fhir/R4/Practitioner?identifier=tenant-clinician-17"
+                     *         }
+                     *       ],
+                     *       "resourceType": "Bundle",
+                     *       "timestamp": "2026-11-22T19:42:00Z",
+                     *       "type": "searchset"
+                     *     }
+                     */
+                    "application/fhir+json": {
+                        /** @constant */
+                        resourceType: "Bundle";
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+        };
+    };
+    fhir_read_practitioner: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The resource's FHIR id: ours with `-` for `_` (`clt-01jd…`). */
+                resource_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A FHIR R4 Practitioner (https://hl7.org/fhir/R4/practitioner.html). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "active": true,
+                     *       "id": "cln-01jd3w5k7m9p2r4t6v8x0z1b3c",
+                     *       "identifier": [
+                     *         {
+                     *           "system": "https://fhir.homework-api.dev/sid/id",
+                     *           "use": "official",
+                     *           "value": "cln_01jd3w5k7m9p2r4t6v8x0z1b3c"
+                     *         },
+                     *         {
+                     *           "system": "https://fhir.homework-api.dev/sid/tenant/ten_01jd3v2k4m6p8r0t2v4x6z8b0d/clinician-external-id",
+                     *           "use": "usual",
+                     *           "value": "tenant-clinician-17"
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "lastUpdated": "2026-11-20T15:00:00Z"
+                     *       },
+                     *       "resourceType": "Practitioner"
+                     *     }
+                     */
+                    "application/fhir+json": {
+                        /** @constant */
+                        resourceType: "Practitioner";
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+        };
+    };
+    fhir_search_questionnaires: {
+        parameters: {
+            query?: {
+                /** @description The Questionnaire's canonical URL, with `|version` for that version. */
+                url?: string | null;
+                /** @description One status or several, comma-separated (any of them). */
+                status?: string | null;
+                /** @description `meta.lastUpdated` with a prefix `eq` (the default), `gt`, `ge`, `lt` or `le`, and a date or a date-time with its offset: `ge2026-11-01`, `lt2026-11-22T20:00:00Z`. Give it twice for a range. */
+                _lastUpdated?: string[] | null;
+                /** @description Resources per page (1-200). */
+                _count?: number;
+                /** @description Where the next page starts: follow the Bundle's `next` link. */
+                _cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A FHIR R4 Bundle (https://hl7.org/fhir/R4/bundle.html). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "entry": [
+                     *         {
+                     *           "fullUrl": "https://api.homework.example/fhir/R4/Questionnaire/tpl-builtin-gad7",
+                     *           "resource": {
+                     *             "code": [
+                     *               {
+                     *                 "code": "69737-5",
+                     *                 "display": "Generalized anxiety disorder 7 item (GAD-7)",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             ],
+                     *             "date": "2026-11-20T15:00:00Z",
+                     *             "description": "Over the last 2 weeks, how often have you been bothered by the following problems? Answer each question with 0 (not at all), 1 (several days), 2 (more than half the days) or 3 (nearly every day).",
+                     *             "extension": [
+                     *               {
+                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/estimated-minutes",
+                     *                 "valueInteger": 2
+                     *               },
+                     *               {
+                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *                 "valueString": "Over the last 2 weeks, how often have you been bothered by the following problems?"
+                     *               }
+                     *             ],
+                     *             "id": "tpl-builtin-gad7",
+                     *             "identifier": [
+                     *               {
+                     *                 "system": "https://fhir.homework-api.dev/sid/id",
+                     *                 "value": "tpl_builtin_gad7"
+                     *               }
+                     *             ],
+                     *             "item": [
+                     *               {
+                     *                 "answerOption": [
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 0
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6568-5",
+                     *                       "display": "Not at all",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 1
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6569-3",
+                     *                       "display": "Several days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 2
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6570-1",
+                     *                       "display": "More than half the days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 3
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6571-9",
+                     *                       "display": "Nearly every day",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "code": [
+                     *                   {
+                     *                     "code": "69725-0",
+                     *                     "system": "http://loinc.org"
+                     *                   }
+                     *                 ],
+                     *                 "extension": [
+                     *                   {
+                     *                     "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *                     "valueString": "0 = not at all, 1 = several days, 2 = more than half the days, 3 = nearly every day"
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "item_1",
+                     *                 "required": true,
+                     *                 "text": "1. Feeling nervous, anxious, or on edge",
+                     *                 "type": "choice"
+                     *               },
+                     *               {
+                     *                 "answerOption": [
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 0
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6568-5",
+                     *                       "display": "Not at all",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 1
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6569-3",
+                     *                       "display": "Several days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 2
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6570-1",
+                     *                       "display": "More than half the days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 3
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6571-9",
+                     *                       "display": "Nearly every day",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "code": [
+                     *                   {
+                     *                     "code": "68509-9",
+                     *                     "system": "http://loinc.org"
+                     *                   }
+                     *                 ],
+                     *                 "extension": [
+                     *                   {
+                     *                     "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *                     "valueString": "0 = not at all, 1 = several days, 2 = more than half the days, 3 = nearly every day"
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "item_2",
+                     *                 "required": true,
+                     *                 "text": "2. Not being able to stop or control worrying",
+                     *                 "type": "choice"
+                     *               },
+                     *               {
+                     *                 "answerOption": [
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 0
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6568-5",
+                     *                       "display": "Not at all",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 1
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6569-3",
+                     *                       "display": "Several days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 2
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6570-1",
+                     *                       "display": "More than half the days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 3
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6571-9",
+                     *                       "display": "Nearly every day",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "code": [
+                     *                   {
+                     *                     "code": "69733-4",
+                     *                     "system": "http://loinc.org"
+                     *                   }
+                     *                 ],
+                     *                 "extension": [
+                     *                   {
+                     *                     "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *                     "valueString": "0 = not at all, 1 = several days, 2 = more than half the days, 3 = nearly every day"
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "item_3",
+                     *                 "required": true,
+                     *                 "text": "3. Worrying too much about different things",
+                     *                 "type": "choice"
+                     *               },
+                     *               {
+                     *                 "answerOption": [
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 0
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6568-5",
+                     *                       "display": "Not at all",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 1
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6569-3",
+                     *                       "display": "Several days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 2
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6570-1",
+                     *                       "display": "More than half the days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 3
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6571-9",
+                     *                       "display": "Nearly every day",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "code": [
+                     *                   {
+                     *                     "code": "69734-2",
+                     *                     "system": "http://loinc.org"
+                     *                   }
+                     *                 ],
+                     *                 "extension": [
+                     *                   {
+                     *                     "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *                     "valueString": "0 = not at all, 1 = several days, 2 = more than half the days, 3 = nearly every day"
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "item_4",
+                     *                 "required": true,
+                     *                 "text": "4. Trouble relaxing",
+                     *                 "type": "choice"
+                     *               },
+                     *               {
+                     *                 "answerOption": [
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 0
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6568-5",
+                     *                       "display": "Not at all",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 1
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6569-3",
+                     *                       "display": "Several days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 2
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6570-1",
+                     *                       "display": "More than half the days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 3
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6571-9",
+                     *                       "display": "Nearly every day",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "code": [
+                     *                   {
+                     *                     "code": "69735-9",
+                     *                     "system": "http://loinc.org"
+                     *                   }
+                     *                 ],
+                     *                 "extension": [
+                     *                   {
+                     *                     "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *                     "valueString": "0 = not at all, 1 = several days, 2 = more than half the days, 3 = nearly every day"
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "item_5",
+                     *                 "required": true,
+                     *                 "text": "5. Being so restless that it is hard to sit still",
+                     *                 "type": "choice"
+                     *               },
+                     *               {
+                     *                 "answerOption": [
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 0
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6568-5",
+                     *                       "display": "Not at all",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 1
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6569-3",
+                     *                       "display": "Several days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 2
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6570-1",
+                     *                       "display": "More than half the days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 3
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6571-9",
+                     *                       "display": "Nearly every day",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "code": [
+                     *                   {
+                     *                     "code": "69689-8",
+                     *                     "system": "http://loinc.org"
+                     *                   }
+                     *                 ],
+                     *                 "extension": [
+                     *                   {
+                     *                     "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *                     "valueString": "0 = not at all, 1 = several days, 2 = more than half the days, 3 = nearly every day"
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "item_6",
+                     *                 "required": true,
+                     *                 "text": "6. Becoming easily annoyed or irritable",
+                     *                 "type": "choice"
+                     *               },
+                     *               {
+                     *                 "answerOption": [
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 0
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6568-5",
+                     *                       "display": "Not at all",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 1
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6569-3",
+                     *                       "display": "Several days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 2
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6570-1",
+                     *                       "display": "More than half the days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "extension": [
+                     *                       {
+                     *                         "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                         "valueDecimal": 3
+                     *                       }
+                     *                     ],
+                     *                     "valueCoding": {
+                     *                       "code": "LA6571-9",
+                     *                       "display": "Nearly every day",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "code": [
+                     *                   {
+                     *                     "code": "69736-7",
+                     *                     "system": "http://loinc.org"
+                     *                   }
+                     *                 ],
+                     *                 "extension": [
+                     *                   {
+                     *                     "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *                     "valueString": "0 = not at all, 1 = several days, 2 = more than half the days, 3 = nearly every day"
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "item_7",
+                     *                 "required": true,
+                     *                 "text": "7. Feeling afraid, as if something awful might happen",
+                     *                 "type": "choice"
+                     *               },
+                     *               {
+                     *                 "answerOption": [
+                     *                   {
+                     *                     "valueString": "not_difficult_at_all"
+                     *                   },
+                     *                   {
+                     *                     "valueString": "somewhat_difficult"
+                     *                   },
+                     *                   {
+                     *                     "valueString": "very_difficult"
+                     *                   },
+                     *                   {
+                     *                     "valueString": "extremely_difficult"
+                     *                   }
+                     *                 ],
+                     *                 "code": [
+                     *                   {
+                     *                     "code": "69722-7",
+                     *                     "system": "http://loinc.org"
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "difficulty",
+                     *                 "text": "If you checked off any problems, how difficult have these problems made it for you to do your work, take care of things at home, or get along with other people?",
+                     *                 "type": "choice"
+                     *               }
+                     *             ],
+                     *             "meta": {
+                     *               "lastUpdated": "2026-11-20T15:00:00Z"
+                     *             },
+                     *             "purpose": "A short, standard questionnaire that helps us follow how your anxiety changes over time and whether treatment is helping.",
+                     *             "resourceType": "Questionnaire",
+                     *             "status": "active",
+                     *             "subjectType": [
+                     *               "Patient"
+                     *             ],
+                     *             "title": "GAD-7 anxiety questionnaire",
+                     *             "url": "https://fhir.homework-api.dev/Questionnaire/tpl-builtin-gad7",
+                     *             "version": "1"
+                     *           },
+                     *           "search": {
+                     *             "mode": "match"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "link": [
+                     *         {
+                     *           "relation": "self",
+                     *           "url": "https://api.homework.example/fhir/R4/Questionnaire?status=active"
+                     *         }
+                     *       ],
+                     *       "resourceType": "Bundle",
+                     *       "timestamp": "2026-11-22T19:42:00Z",
+                     *       "type": "searchset"
+                     *     }
+                     */
+                    "application/fhir+json": {
+                        /** @constant */
+                        resourceType: "Bundle";
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+        };
+    };
+    fhir_read_questionnaire: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The resource's FHIR id: ours with `-` for `_` (`clt-01jd…`). */
+                resource_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A FHIR R4 Questionnaire (https://hl7.org/fhir/R4/questionnaire.html). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "code": [
+                     *         {
+                     *           "code": "69737-5",
+                     *           "display": "Generalized anxiety disorder 7 item (GAD-7)",
+                     *           "system": "http://loinc.org"
+                     *         }
+                     *       ],
+                     *       "date": "2026-11-20T15:00:00Z",
+                     *       "description": "Over the last 2 weeks, how often have you been bothered by the following problems? Answer each question with 0 (not at all), 1 (several days), 2 (more than half the days) or 3 (nearly every day).",
+                     *       "extension": [
+                     *         {
+                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/estimated-minutes",
+                     *           "valueInteger": 2
+                     *         },
+                     *         {
+                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *           "valueString": "Over the last 2 weeks, how often have you been bothered by the following problems?"
+                     *         }
+                     *       ],
+                     *       "id": "tpl-builtin-gad7",
+                     *       "identifier": [
+                     *         {
+                     *           "system": "https://fhir.homework-api.dev/sid/id",
+                     *           "value": "tpl_builtin_gad7"
+                     *         }
+                     *       ],
+                     *       "item": [
+                     *         {
+                     *           "answerOption": [
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 0
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6568-5",
+                     *                 "display": "Not at all",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 1
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6569-3",
+                     *                 "display": "Several days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 2
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6570-1",
+                     *                 "display": "More than half the days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 3
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6571-9",
+                     *                 "display": "Nearly every day",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "code": [
+                     *             {
+                     *               "code": "69725-0",
+                     *               "system": "http://loinc.org"
+                     *             }
+                     *           ],
+                     *           "extension": [
+                     *             {
+                     *               "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *               "valueString": "0 = not at all, 1 = several days, 2 = more than half the days, 3 = nearly every day"
+                     *             }
+                     *           ],
+                     *           "linkId": "item_1",
+                     *           "required": true,
+                     *           "text": "1. Feeling nervous, anxious, or on edge",
+                     *           "type": "choice"
+                     *         },
+                     *         {
+                     *           "answerOption": [
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 0
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6568-5",
+                     *                 "display": "Not at all",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 1
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6569-3",
+                     *                 "display": "Several days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 2
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6570-1",
+                     *                 "display": "More than half the days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 3
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6571-9",
+                     *                 "display": "Nearly every day",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "code": [
+                     *             {
+                     *               "code": "68509-9",
+                     *               "system": "http://loinc.org"
+                     *             }
+                     *           ],
+                     *           "extension": [
+                     *             {
+                     *               "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *               "valueString": "0 = not at all, 1 = several days, 2 = more than half the days, 3 = nearly every day"
+                     *             }
+                     *           ],
+                     *           "linkId": "item_2",
+                     *           "required": true,
+                     *           "text": "2. Not being able to stop or control worrying",
+                     *           "type": "choice"
+                     *         },
+                     *         {
+                     *           "answerOption": [
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 0
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6568-5",
+                     *                 "display": "Not at all",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 1
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6569-3",
+                     *                 "display": "Several days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 2
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6570-1",
+                     *                 "display": "More than half the days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 3
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6571-9",
+                     *                 "display": "Nearly every day",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "code": [
+                     *             {
+                     *               "code": "69733-4",
+                     *               "system": "http://loinc.org"
+                     *             }
+                     *           ],
+                     *           "extension": [
+                     *             {
+                     *               "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *               "valueString": "0 = not at all, 1 = several days, 2 = more than half the days, 3 = nearly every day"
+                     *             }
+                     *           ],
+                     *           "linkId": "item_3",
+                     *           "required": true,
+                     *           "text": "3. Worrying too much about different things",
+                     *           "type": "choice"
+                     *         },
+                     *         {
+                     *           "answerOption": [
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 0
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6568-5",
+                     *                 "display": "Not at all",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 1
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6569-3",
+                     *                 "display": "Several days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 2
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6570-1",
+                     *                 "display": "More than half the days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 3
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6571-9",
+                     *                 "display": "Nearly every day",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "code": [
+                     *             {
+                     *               "code": "69734-2",
+                     *               "system": "http://loinc.org"
+                     *             }
+                     *           ],
+                     *           "extension": [
+                     *             {
+                     *               "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *               "valueString": "0 = not at all, 1 = several days, 2 = more than half the days, 3 = nearly every day"
+                     *             }
+                     *           ],
+                     *           "linkId": "item_4",
+                     *           "required": true,
+                     *           "text": "4. Trouble relaxing",
+                     *           "type": "choice"
+                     *         },
+                     *         {
+                     *           "answerOption": [
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 0
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6568-5",
+                     *                 "display": "Not at all",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 1
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6569-3",
+                     *                 "display": "Several days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 2
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6570-1",
+                     *                 "display": "More than half the days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 3
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6571-9",
+                     *                 "display": "Nearly every day",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "code": [
+                     *             {
+                     *               "code": "69735-9",
+                     *               "system": "http://loinc.org"
+                     *             }
+                     *           ],
+                     *           "extension": [
+                     *             {
+                     *               "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *               "valueString": "0 = not at all, 1 = several days, 2 = more than half the days, 3 = nearly every day"
+                     *             }
+                     *           ],
+                     *           "linkId": "item_5",
+                     *           "required": true,
+                     *           "text": "5. Being so restless that it is hard to sit still",
+                     *           "type": "choice"
+                     *         },
+                     *         {
+                     *           "answerOption": [
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 0
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6568-5",
+                     *                 "display": "Not at all",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 1
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6569-3",
+                     *                 "display": "Several days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 2
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6570-1",
+                     *                 "display": "More than half the days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 3
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6571-9",
+                     *                 "display": "Nearly every day",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "code": [
+                     *             {
+                     *               "code": "69689-8",
+                     *               "system": "http://loinc.org"
+                     *             }
+                     *           ],
+                     *           "extension": [
+                     *             {
+                     *               "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *               "valueString": "0 = not at all, 1 = several days, 2 = more than half the days, 3 = nearly every day"
+                     *             }
+                     *           ],
+                     *           "linkId": "item_6",
+                     *           "required": true,
+                     *           "text": "6. Becoming easily annoyed or irritable",
+                     *           "type": "choice"
+                     *         },
+                     *         {
+                     *           "answerOption": [
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 0
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6568-5",
+                     *                 "display": "Not at all",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 1
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6569-3",
+                     *                 "display": "Several days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 2
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6570-1",
+                     *                 "display": "More than half the days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             },
+                     *             {
+                     *               "extension": [
+                     *                 {
+                     *                   "url": "http://hl7.org/fhir/StructureDefinition/ordinalValue",
+                     *                   "valueDecimal": 3
+                     *                 }
+                     *               ],
+                     *               "valueCoding": {
+                     *                 "code": "LA6571-9",
+                     *                 "display": "Nearly every day",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "code": [
+                     *             {
+                     *               "code": "69736-7",
+                     *               "system": "http://loinc.org"
+                     *             }
+                     *           ],
+                     *           "extension": [
+                     *             {
+                     *               "url": "https://fhir.homework-api.dev/StructureDefinition/item-description",
+                     *               "valueString": "0 = not at all, 1 = several days, 2 = more than half the days, 3 = nearly every day"
+                     *             }
+                     *           ],
+                     *           "linkId": "item_7",
+                     *           "required": true,
+                     *           "text": "7. Feeling afraid, as if something awful might happen",
+                     *           "type": "choice"
+                     *         },
+                     *         {
+                     *           "answerOption": [
+                     *             {
+                     *               "valueString": "not_difficult_at_all"
+                     *             },
+                     *             {
+                     *               "valueString": "somewhat_difficult"
+                     *             },
+                     *             {
+                     *               "valueString": "very_difficult"
+                     *             },
+                     *             {
+                     *               "valueString": "extremely_difficult"
+                     *             }
+                     *           ],
+                     *           "code": [
+                     *             {
+                     *               "code": "69722-7",
+                     *               "system": "http://loinc.org"
+                     *             }
+                     *           ],
+                     *           "linkId": "difficulty",
+                     *           "text": "If you checked off any problems, how difficult have these problems made it for you to do your work, take care of things at home, or get along with other people?",
+                     *           "type": "choice"
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "lastUpdated": "2026-11-20T15:00:00Z"
+                     *       },
+                     *       "purpose": "A short, standard questionnaire that helps us follow how your anxiety changes over time and whether treatment is helping.",
+                     *       "resourceType": "Questionnaire",
+                     *       "status": "active",
+                     *       "subjectType": [
+                     *         "Patient"
+                     *       ],
+                     *       "title": "GAD-7 anxiety questionnaire",
+                     *       "url": "https://fhir.homework-api.dev/Questionnaire/tpl-builtin-gad7",
+                     *       "version": "1"
+                     *     }
+                     */
+                    "application/fhir+json": {
+                        /** @constant */
+                        resourceType: "Questionnaire";
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+        };
+    };
+    fhir_search_questionnaire_responses: {
+        parameters: {
+            query?: {
+                /** @description The client: `Patient/clt-…` or its id alone. */
+                patient?: string | null;
+                /** @description One status or several, comma-separated (any of them). */
+                status?: string | null;
+                /** @description `meta.lastUpdated` with a prefix `eq` (the default), `gt`, `ge`, `lt` or `le`, and a date or a date-time with its offset: `ge2026-11-01`, `lt2026-11-22T20:00:00Z`. Give it twice for a range. */
+                _lastUpdated?: string[] | null;
+                /** @description Resources per page (1-200). */
+                _count?: number;
+                /** @description Where the next page starts: follow the Bundle's `next` link. */
+                _cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A FHIR R4 Bundle (https://hl7.org/fhir/R4/bundle.html). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "entry": [
+                     *         {
+                     *           "fullUrl": "https://api.homework.example/fhir/R4/QuestionnaireResponse/cmp-01jd5c7e9g1j3m5p7r9t1v3x5z",
+                     *           "resource": {
+                     *             "author": {
+                     *               "reference": "Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *             },
+                     *             "authored": "2026-11-22T19:42:00Z",
+                     *             "basedOn": [
+                     *               {
+                     *                 "reference": "CarePlan/asg-01jd4a2b3c4d5e6f7g8h9j0k1m"
+                     *               }
+                     *             ],
+                     *             "contained": [
+                     *               {
+                     *                 "category": [
+                     *                   {
+                     *                     "coding": [
+                     *                       {
+                     *                         "code": "survey",
+                     *                         "display": "Survey",
+                     *                         "system": "http://terminology.hl7.org/CodeSystem/observation-category"
+                     *                       }
+                     *                     ]
+                     *                   }
+                     *                 ],
+                     *                 "code": {
+                     *                   "coding": [
+                     *                     {
+                     *                       "code": "70274-6",
+                     *                       "display": "Generalized anxiety disorder 7 item (GAD-7) total score [Reported.PHQ]",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   ]
+                     *                 },
+                     *                 "derivedFrom": [
+                     *                   {
+                     *                     "reference": "#"
+                     *                   }
+                     *                 ],
+                     *                 "effectiveDateTime": "2026-11-22T19:42:00Z",
+                     *                 "id": "score",
+                     *                 "interpretation": [
+                     *                   {
+                     *                     "coding": [
+                     *                       {
+                     *                         "code": "mild",
+                     *                         "display": "Mild",
+                     *                         "system": "https://fhir.homework-api.dev/CodeSystem/severity"
+                     *                       }
+                     *                     ]
+                     *                   }
+                     *                 ],
+                     *                 "issued": "2026-11-22T19:42:00Z",
+                     *                 "resourceType": "Observation",
+                     *                 "status": "final",
+                     *                 "subject": {
+                     *                   "identifier": {
+                     *                     "system": "https://fhir.homework-api.dev/sid/tenant/ten_01jd3v2k4m6p8r0t2v4x6z8b0d/client-external-id",
+                     *                     "value": "tenant-client-4711"
+                     *                   },
+                     *                   "reference": "Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *                 },
+                     *                 "valueInteger": 8
+                     *               }
+                     *             ],
+                     *             "extension": [
+                     *               {
+                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/completion-status",
+                     *                 "valueCode": "done"
+                     *               },
+                     *               {
+                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/helpfulness",
+                     *                 "valueInteger": 4
+                     *               },
+                     *               {
+                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/time-zone",
+                     *                 "valueCode": "America/New_York"
+                     *               },
+                     *               {
+                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/received-at",
+                     *                 "valueInstant": "2026-11-22T19:42:00Z"
+                     *               },
+                     *               {
+                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/late",
+                     *                 "valueBoolean": false
+                     *               },
+                     *               {
+                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/imported",
+                     *                 "valueBoolean": false
+                     *               },
+                     *               {
+                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/in-session",
+                     *                 "valueBoolean": false
+                     *               },
+                     *               {
+                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/distress-flagged",
+                     *                 "valueBoolean": false
+                     *               }
+                     *             ],
+                     *             "id": "cmp-01jd5c7e9g1j3m5p7r9t1v3x5z",
+                     *             "identifier": {
+                     *               "system": "https://fhir.homework-api.dev/sid/id",
+                     *               "value": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z"
+                     *             },
+                     *             "item": [
+                     *               {
+                     *                 "answer": [
+                     *                   {
+                     *                     "valueCoding": {
+                     *                       "code": "LA6570-1",
+                     *                       "display": "More than half the days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "item_1"
+                     *               },
+                     *               {
+                     *                 "answer": [
+                     *                   {
+                     *                     "valueCoding": {
+                     *                       "code": "LA6569-3",
+                     *                       "display": "Several days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "item_2"
+                     *               },
+                     *               {
+                     *                 "answer": [
+                     *                   {
+                     *                     "valueCoding": {
+                     *                       "code": "LA6570-1",
+                     *                       "display": "More than half the days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "item_3"
+                     *               },
+                     *               {
+                     *                 "answer": [
+                     *                   {
+                     *                     "valueCoding": {
+                     *                       "code": "LA6569-3",
+                     *                       "display": "Several days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "item_4"
+                     *               },
+                     *               {
+                     *                 "answer": [
+                     *                   {
+                     *                     "valueCoding": {
+                     *                       "code": "LA6568-5",
+                     *                       "display": "Not at all",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "item_5"
+                     *               },
+                     *               {
+                     *                 "answer": [
+                     *                   {
+                     *                     "valueCoding": {
+                     *                       "code": "LA6569-3",
+                     *                       "display": "Several days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "item_6"
+                     *               },
+                     *               {
+                     *                 "answer": [
+                     *                   {
+                     *                     "valueCoding": {
+                     *                       "code": "LA6569-3",
+                     *                       "display": "Several days",
+                     *                       "system": "http://loinc.org"
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "item_7"
+                     *               },
+                     *               {
+                     *                 "answer": [
+                     *                   {
+                     *                     "valueString": "somewhat_difficult"
+                     *                   }
+                     *                 ],
+                     *                 "linkId": "difficulty"
+                     *               }
+                     *             ],
+                     *             "meta": {
+                     *               "lastUpdated": "2026-11-22T19:42:00Z"
+                     *             },
+                     *             "questionnaire": "https://fhir.homework-api.dev/Questionnaire/tpl-builtin-gad7|1",
+                     *             "resourceType": "QuestionnaireResponse",
+                     *             "source": {
+                     *               "reference": "Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *             },
+                     *             "status": "completed",
+                     *             "subject": {
+                     *               "identifier": {
+                     *                 "system": "https://fhir.homework-api.dev/sid/tenant/ten_01jd3v2k4m6p8r0t2v4x6z8b0d/client-external-id",
+                     *                 "value": "tenant-client-4711"
+                     *               },
+                     *               "reference": "Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *             }
+                     *           },
+                     *           "search": {
+                     *             "mode": "match"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "link": [
+                     *         {
+                     *           "relation": "self",
+                     *           "url": "https://api.homework.example/fhir/R4/QuestionnaireResponse?patient=clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *         }
+                     *       ],
+                     *       "resourceType": "Bundle",
+                     *       "timestamp": "2026-11-22T19:42:00Z",
+                     *       "type": "searchset"
+                     *     }
+                     */
+                    "application/fhir+json": {
+                        /** @constant */
+                        resourceType: "Bundle";
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+        };
+    };
+    fhir_read_questionnaire_response: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The resource's FHIR id: ours with `-` for `_` (`clt-01jd…`). */
+                resource_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A FHIR R4 QuestionnaireResponse (https://hl7.org/fhir/R4/questionnaireresponse.html). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "author": {
+                     *         "reference": "Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *       },
+                     *       "authored": "2026-11-22T19:42:00Z",
+                     *       "basedOn": [
+                     *         {
+                     *           "reference": "CarePlan/asg-01jd4a2b3c4d5e6f7g8h9j0k1m"
+                     *         }
+                     *       ],
+                     *       "contained": [
+                     *         {
+                     *           "category": [
+                     *             {
+                     *               "coding": [
+                     *                 {
+                     *                   "code": "survey",
+                     *                   "display": "Survey",
+                     *                   "system": "http://terminology.hl7.org/CodeSystem/observation-category"
+                     *                 }
+                     *               ]
+                     *             }
+                     *           ],
+                     *           "code": {
+                     *             "coding": [
+                     *               {
+                     *                 "code": "70274-6",
+                     *                 "display": "Generalized anxiety disorder 7 item (GAD-7) total score [Reported.PHQ]",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             ]
+                     *           },
+                     *           "derivedFrom": [
+                     *             {
+                     *               "reference": "#"
+                     *             }
+                     *           ],
+                     *           "effectiveDateTime": "2026-11-22T19:42:00Z",
+                     *           "id": "score",
+                     *           "interpretation": [
+                     *             {
+                     *               "coding": [
+                     *                 {
+                     *                   "code": "mild",
+                     *                   "display": "Mild",
+                     *                   "system": "https://fhir.homework-api.dev/CodeSystem/severity"
+                     *                 }
+                     *               ]
+                     *             }
+                     *           ],
+                     *           "issued": "2026-11-22T19:42:00Z",
+                     *           "resourceType": "Observation",
+                     *           "status": "final",
+                     *           "subject": {
+                     *             "identifier": {
+                     *               "system": "https://fhir.homework-api.dev/sid/tenant/ten_01jd3v2k4m6p8r0t2v4x6z8b0d/client-external-id",
+                     *               "value": "tenant-client-4711"
+                     *             },
+                     *             "reference": "Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *           },
+                     *           "valueInteger": 8
+                     *         }
+                     *       ],
+                     *       "extension": [
+                     *         {
+                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/completion-status",
+                     *           "valueCode": "done"
+                     *         },
+                     *         {
+                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/helpfulness",
+                     *           "valueInteger": 4
+                     *         },
+                     *         {
+                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/time-zone",
+                     *           "valueCode": "America/New_York"
+                     *         },
+                     *         {
+                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/received-at",
+                     *           "valueInstant": "2026-11-22T19:42:00Z"
+                     *         },
+                     *         {
+                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/late",
+                     *           "valueBoolean": false
+                     *         },
+                     *         {
+                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/imported",
+                     *           "valueBoolean": false
+                     *         },
+                     *         {
+                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/in-session",
+                     *           "valueBoolean": false
+                     *         },
+                     *         {
+                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/distress-flagged",
+                     *           "valueBoolean": false
+                     *         }
+                     *       ],
+                     *       "id": "cmp-01jd5c7e9g1j3m5p7r9t1v3x5z",
+                     *       "identifier": {
+                     *         "system": "https://fhir.homework-api.dev/sid/id",
+                     *         "value": "cmp_01jd5c7e9g1j3m5p7r9t1v3x5z"
+                     *       },
+                     *       "item": [
+                     *         {
+                     *           "answer": [
+                     *             {
+                     *               "valueCoding": {
+                     *                 "code": "LA6570-1",
+                     *                 "display": "More than half the days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "linkId": "item_1"
+                     *         },
+                     *         {
+                     *           "answer": [
+                     *             {
+                     *               "valueCoding": {
+                     *                 "code": "LA6569-3",
+                     *                 "display": "Several days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "linkId": "item_2"
+                     *         },
+                     *         {
+                     *           "answer": [
+                     *             {
+                     *               "valueCoding": {
+                     *                 "code": "LA6570-1",
+                     *                 "display": "More than half the days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "linkId": "item_3"
+                     *         },
+                     *         {
+                     *           "answer": [
+                     *             {
+                     *               "valueCoding": {
+                     *                 "code": "LA6569-3",
+                     *                 "display": "Several days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "linkId": "item_4"
+                     *         },
+                     *         {
+                     *           "answer": [
+                     *             {
+                     *               "valueCoding": {
+                     *                 "code": "LA6568-5",
+                     *                 "display": "Not at all",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "linkId": "item_5"
+                     *         },
+                     *         {
+                     *           "answer": [
+                     *             {
+                     *               "valueCoding": {
+                     *                 "code": "LA6569-3",
+                     *                 "display": "Several days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "linkId": "item_6"
+                     *         },
+                     *         {
+                     *           "answer": [
+                     *             {
+                     *               "valueCoding": {
+                     *                 "code": "LA6569-3",
+                     *                 "display": "Several days",
+                     *                 "system": "http://loinc.org"
+                     *               }
+                     *             }
+                     *           ],
+                     *           "linkId": "item_7"
+                     *         },
+                     *         {
+                     *           "answer": [
+                     *             {
+                     *               "valueString": "somewhat_difficult"
+                     *             }
+                     *           ],
+                     *           "linkId": "difficulty"
+                     *         }
+                     *       ],
+                     *       "meta": {
+                     *         "lastUpdated": "2026-11-22T19:42:00Z"
+                     *       },
+                     *       "questionnaire": "https://fhir.homework-api.dev/Questionnaire/tpl-builtin-gad7|1",
+                     *       "resourceType": "QuestionnaireResponse",
+                     *       "source": {
+                     *         "reference": "Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *       },
+                     *       "status": "completed",
+                     *       "subject": {
+                     *         "identifier": {
+                     *           "system": "https://fhir.homework-api.dev/sid/tenant/ten_01jd3v2k4m6p8r0t2v4x6z8b0d/client-external-id",
+                     *           "value": "tenant-client-4711"
+                     *         },
+                     *         "reference": "Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *       }
+                     *     }
+                     */
+                    "application/fhir+json": {
+                        /** @constant */
+                        resourceType: "QuestionnaireResponse";
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+        };
+    };
+    fhir_search_tasks: {
+        parameters: {
+            query?: {
+                /** @description The client: `Patient/clt-…` or its id alone. */
+                patient?: string | null;
+                /** @description One status or several, comma-separated (any of them). */
+                status?: string | null;
+                /** @description `meta.lastUpdated` with a prefix `eq` (the default), `gt`, `ge`, `lt` or `le`, and a date or a date-time with its offset: `ge2026-11-01`, `lt2026-11-22T20:00:00Z`. Give it twice for a range. */
+                _lastUpdated?: string[] | null;
+                /** @description Resources per page (1-200). */
+                _count?: number;
+                /** @description Where the next page starts: follow the Bundle's `next` link. */
+                _cursor?: string | null;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A FHIR R4 Bundle (https://hl7.org/fhir/R4/bundle.html). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "entry": [
+                     *         {
+                     *           "fullUrl": "https://api.homework.example/fhir/R4/Task/occ-01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *           "resource": {
+                     *             "authoredOn": "2026-11-20T15:00:00Z",
+                     *             "basedOn": [
+                     *               {
+                     *                 "reference": "CarePlan/asg-01jd4a2b3c4d5e6f7g8h9j0k1m"
+                     *               }
+                     *             ],
+                     *             "businessStatus": {
+                     *               "coding": [
+                     *                 {
+                     *                   "code": "completed",
+                     *                   "system": "https://fhir.homework-api.dev/CodeSystem/occurrence-status"
+                     *                 }
+                     *               ]
+                     *             },
+                     *             "description": "GAD-7 anxiety questionnaire",
+                     *             "executionPeriod": {
+                     *               "end": "2026-11-23T13:00:00Z",
+                     *               "start": "2026-11-22T13:00:00Z"
+                     *             },
+                     *             "for": {
+                     *               "identifier": {
+                     *                 "system": "https://fhir.homework-api.dev/sid/tenant/ten_01jd3v2k4m6p8r0t2v4x6z8b0d/client-external-id",
+                     *                 "value": "tenant-client-4711"
+                     *               },
+                     *               "reference": "Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *             },
+                     *             "id": "occ-01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *             "identifier": [
+                     *               {
+                     *                 "system": "https://fhir.homework-api.dev/sid/id",
+                     *                 "value": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n"
+                     *               }
+                     *             ],
+                     *             "intent": "plan",
+                     *             "lastModified": "2026-11-22T19:42:00Z",
+                     *             "meta": {
+                     *               "lastUpdated": "2026-11-22T19:42:00Z"
+                     *             },
+                     *             "output": [
+                     *               {
+                     *                 "type": {
+                     *                   "text": "QuestionnaireResponse"
+                     *                 },
+                     *                 "valueReference": {
+                     *                   "reference": "QuestionnaireResponse/cmp-01jd5c7e9g1j3m5p7r9t1v3x5z"
+                     *                 }
+                     *               }
+                     *             ],
+                     *             "owner": {
+                     *               "reference": "Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *             },
+                     *             "resourceType": "Task",
+                     *             "restriction": {
+                     *               "period": {
+                     *                 "end": "2026-11-23T01:00:00Z"
+                     *               }
+                     *             },
+                     *             "status": "completed"
+                     *           },
+                     *           "search": {
+                     *             "mode": "match"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "link": [
+                     *         {
+                     *           "relation": "self",
+                     *           "url": "https://api.homework.example/fhir/R4/Task?status=completed"
+                     *         }
+                     *       ],
+                     *       "resourceType": "Bundle",
+                     *       "timestamp": "2026-11-22T19:42:00Z",
+                     *       "type": "searchset"
+                     *     }
+                     */
+                    "application/fhir+json": {
+                        /** @constant */
+                        resourceType: "Bundle";
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+        };
+    };
+    fhir_read_task: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The resource's FHIR id: ours with `-` for `_` (`clt-01jd…`). */
+                resource_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A FHIR R4 Task (https://hl7.org/fhir/R4/task.html). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "authoredOn": "2026-11-20T15:00:00Z",
+                     *       "basedOn": [
+                     *         {
+                     *           "reference": "CarePlan/asg-01jd4a2b3c4d5e6f7g8h9j0k1m"
+                     *         }
+                     *       ],
+                     *       "businessStatus": {
+                     *         "coding": [
+                     *           {
+                     *             "code": "completed",
+                     *             "system": "https://fhir.homework-api.dev/CodeSystem/occurrence-status"
+                     *           }
+                     *         ]
+                     *       },
+                     *       "description": "GAD-7 anxiety questionnaire",
+                     *       "executionPeriod": {
+                     *         "end": "2026-11-23T13:00:00Z",
+                     *         "start": "2026-11-22T13:00:00Z"
+                     *       },
+                     *       "for": {
+                     *         "identifier": {
+                     *           "system": "https://fhir.homework-api.dev/sid/tenant/ten_01jd3v2k4m6p8r0t2v4x6z8b0d/client-external-id",
+                     *           "value": "tenant-client-4711"
+                     *         },
+                     *         "reference": "Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *       },
+                     *       "id": "occ-01jd4a2b3c4d5e6f7g8h9j0k2n",
+                     *       "identifier": [
+                     *         {
+                     *           "system": "https://fhir.homework-api.dev/sid/id",
+                     *           "value": "occ_01jd4a2b3c4d5e6f7g8h9j0k2n"
+                     *         }
+                     *       ],
+                     *       "intent": "plan",
+                     *       "lastModified": "2026-11-22T19:42:00Z",
+                     *       "meta": {
+                     *         "lastUpdated": "2026-11-22T19:42:00Z"
+                     *       },
+                     *       "output": [
+                     *         {
+                     *           "type": {
+                     *             "text": "QuestionnaireResponse"
+                     *           },
+                     *           "valueReference": {
+                     *             "reference": "QuestionnaireResponse/cmp-01jd5c7e9g1j3m5p7r9t1v3x5z"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "owner": {
+                     *         "reference": "Patient/clt-01jd3x8q0m2v7k3c9r5t6y8w1a"
+                     *       },
+                     *       "resourceType": "Task",
+                     *       "restriction": {
+                     *         "period": {
+                     *           "end": "2026-11-23T01:00:00Z"
+                     *         }
+                     *       },
+                     *       "status": "completed"
+                     *     }
+                     */
+                    "application/fhir+json": {
+                        /** @constant */
+                        resourceType: "Task";
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Not found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
+                };
+            };
+        };
+    };
+    fhir_capabilities: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A FHIR R4 CapabilityStatement (https://hl7.org/fhir/R4/capabilitystatement.html). */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "date": "2026-12-02",
+                     *       "fhirVersion": "4.0.1",
+                     *       "format": [
+                     *         "application/fhir+json",
+                     *         "json"
+                     *       ],
+                     *       "implementation": {
+                     *         "description": "Homework API, FHIR R4 read-only",
+                     *         "url": "https://api.homework.example/fhir/R4"
+                     *       },
+                     *       "kind": "instance",
+                     *       "publisher": "Homework API",
+                     *       "resourceType": "CapabilityStatement",
+                     *       "rest": [
+                     *         {
+                     *           "documentation": "Read-only. Bearer tokens from POST /oauth/token, with the scopes of the same resources as /v1 (docs/FHIR.md).",
+                     *           "mode": "server",
+                     *           "resource": [
+                     *             {
+                     *               "interaction": [
+                     *                 {
+                     *                   "code": "read"
+                     *                 },
+                     *                 {
+                     *                   "code": "search-type"
+                     *                 }
+                     *               ],
+                     *               "searchParam": [
+                     *                 {
+                     *                   "documentation": "The canonical URL; `|version` for one version.",
+                     *                   "name": "url",
+                     *                   "type": "uri"
+                     *                 },
+                     *                 {
+                     *                   "documentation": "active or retired.",
+                     *                   "name": "status",
+                     *                   "type": "token"
+                     *                 },
+                     *                 {
+                     *                   "documentation": "When the template last changed.",
+                     *                   "name": "_lastUpdated",
+                     *                   "type": "date"
+                     *                 }
+                     *               ],
+                     *               "type": "Questionnaire"
+                     *             },
+                     *             {
+                     *               "interaction": [
+                     *                 {
+                     *                   "code": "read"
+                     *                 },
+                     *                 {
+                     *                   "code": "search-type"
+                     *                 }
+                     *               ],
+                     *               "searchParam": [
+                     *                 {
+                     *                   "documentation": "The client.",
+                     *                   "name": "patient",
+                     *                   "type": "reference"
+                     *                 },
+                     *                 {
+                     *                   "documentation": "completed, amended or stopped.",
+                     *                   "name": "status",
+                     *                   "type": "token"
+                     *                 },
+                     *                 {
+                     *                   "documentation": "When the completion last changed.",
+                     *                   "name": "_lastUpdated",
+                     *                   "type": "date"
+                     *                 }
+                     *               ],
+                     *               "type": "QuestionnaireResponse"
+                     *             },
+                     *             {
+                     *               "interaction": [
+                     *                 {
+                     *                   "code": "read"
+                     *                 },
+                     *                 {
+                     *                   "code": "search-type"
+                     *                 }
+                     *               ],
+                     *               "searchParam": [
+                     *                 {
+                     *                   "documentation": "The client.",
+                     *                   "name": "patient",
+                     *                   "type": "reference"
+                     *                 },
+                     *                 {
+                     *                   "documentation": "active, completed or revoked.",
+                     *                   "name": "status",
+                     *                   "type": "token"
+                     *                 },
+                     *                 {
+                     *                   "documentation": "When the assignment last changed.",
+                     *                   "name": "_lastUpdated",
+                     *                   "type": "date"
+                     *                 }
+                     *               ],
+                     *               "type": "CarePlan"
+                     *             },
+                     *             {
+                     *               "interaction": [
+                     *                 {
+                     *                   "code": "read"
+                     *                 },
+                     *                 {
+                     *                   "code": "search-type"
+                     *                 }
+                     *               ],
+                     *               "searchParam": [
+                     *                 {
+                     *                   "documentation": "The client.",
+                     *                   "name": "patient",
+                     *                   "type": "reference"
+                     *                 },
+                     *                 {
+                     *                   "documentation": "requested, ready, in-progress, completed, failed, rejected, cancelled.",
+                     *                   "name": "status",
+                     *                   "type": "token"
+                     *                 },
+                     *                 {
+                     *                   "documentation": "When the occurrence last changed.",
+                     *                   "name": "_lastUpdated",
+                     *                   "type": "date"
+                     *                 }
+                     *               ],
+                     *               "type": "Task"
+                     *             },
+                     *             {
+                     *               "interaction": [
+                     *                 {
+                     *                   "code": "read"
+                     *                 },
+                     *                 {
+                     *                   "code": "search-type"
+                     *                 }
+                     *               ],
+                     *               "searchParam": [
+                     *                 {
+                     *                   "documentation": "Our id or the vendor's external_id.",
+                     *                   "name": "identifier",
+                     *                   "type": "token"
+                     *                 },
+                     *                 {
+                     *                   "documentation": "When the client last changed.",
+                     *                   "name": "_lastUpdated",
+                     *                   "type": "date"
+                     *                 }
+                     *               ],
+                     *               "type": "Patient"
+                     *             },
+                     *             {
+                     *               "interaction": [
+                     *                 {
+                     *                   "code": "read"
+                     *                 },
+                     *                 {
+                     *                   "code": "search-type"
+                     *                 }
+                     *               ],
+                     *               "searchParam": [
+                     *                 {
+                     *                   "documentation": "Our id or the vendor's external_id.",
+                     *                   "name": "identifier",
+                     *                   "type": "token"
+                     *                 },
+                     *                 {
+                     *                   "documentation": "When the clinician last changed.",
+                     *                   "name": "_lastUpdated",
+                     *                   "type": "date"
+                     *                 }
+                     *               ],
+                     *               "type": "Practitioner"
+                     *             }
+                     *           ],
+                     *           "security": {
+                     *             "description": "OAuth 2.0 bearer tokens with SMART v2 style scopes.",
+                     *             "service": [
+                     *               {
+                     *                 "coding": [
+                     *                   {
+                     *                     "code": "SMART-on-FHIR",
+                     *                     "system": "http://terminology.hl7.org/CodeSystem/restful-security-service"
+                     *                   }
+                     *                 ]
+                     *               }
+                     *             ]
+                     *           }
+                     *         }
+                     *       ],
+                     *       "software": {
+                     *         "name": "Homework API",
+                     *         "version": "1.0.0"
+                     *       },
+                     *       "status": "active"
+                     *     }
+                     */
+                    "application/fhir+json": {
+                        /** @constant */
+                        resourceType: "CapabilityStatement";
+                    } & {
+                        [key: string]: unknown;
+                    };
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/fhir+json": components["schemas"]["OperationOutcome"];
                 };
             };
         };
@@ -12271,6 +15921,233 @@ export interface operations {
                  *     }
                  */
                 "application/json": components["schemas"]["TemplateCreate"];
+            };
+        };
+        responses: {
+            /** @description Successful Response */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "builtin": true,
+                     *       "created_at": "2026-11-01T00:00:00Z",
+                     *       "default_reminder_local_times": [
+                     *         "20:00"
+                     *       ],
+                     *       "estimated_minutes": 2,
+                     *       "id": "tpl_builtin_mood_log",
+                     *       "instructions": "Once a day, rate your mood from 0 to 10, choose any emotions that fit, and add a note if something stood out. It takes a minute; there are no wrong answers.",
+                     *       "kind": "mood_log",
+                     *       "latest_version": 1,
+                     *       "name": "Mood log",
+                     *       "purpose": "A daily record shows how your mood moves with your days, which is easier to see on a chart than to remember in session.",
+                     *       "response_schema": {
+                     *         "additionalProperties": false,
+                     *         "properties": {
+                     *           "emotions": {
+                     *             "items": {
+                     *               "enum": [
+                     *                 "happy",
+                     *                 "calm",
+                     *                 "content",
+                     *                 "hopeful",
+                     *                 "proud",
+                     *                 "grateful",
+                     *                 "sad",
+                     *                 "anxious",
+                     *                 "worried",
+                     *                 "angry",
+                     *                 "irritable",
+                     *                 "ashamed",
+                     *                 "guilty",
+                     *                 "lonely",
+                     *                 "tired",
+                     *                 "numb"
+                     *               ],
+                     *               "maxLength": 20,
+                     *               "type": "string"
+                     *             },
+                     *             "maxItems": 16,
+                     *             "title": "Emotions",
+                     *             "type": "array"
+                     *           },
+                     *           "mood": {
+                     *             "description": "0 = the lowest you have felt, 10 = the best",
+                     *             "maximum": 10,
+                     *             "minimum": 0,
+                     *             "title": "Mood today",
+                     *             "type": "integer"
+                     *           },
+                     *           "note": {
+                     *             "description": "Anything that affected your mood today.",
+                     *             "maxLength": 2000,
+                     *             "minLength": 1,
+                     *             "title": "Note",
+                     *             "type": "string"
+                     *           }
+                     *         },
+                     *         "required": [
+                     *           "mood"
+                     *         ],
+                     *         "type": "object"
+                     *       },
+                     *       "retired_at": null,
+                     *       "updated_at": "2026-11-01T00:00:00Z",
+                     *       "version": 1,
+                     *       "version_id": "tpv_01jc9e1g3j5m7p9r1t3w5y7a9c"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["TemplateOut"];
+                };
+            };
+            /** @description Authentication required */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Request body not received in time */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Conflict */
+            409: {
+                headers: {
+                    /** @description Sent when the conflict is a request with the same Idempotency-Key still in flight: seconds until its lease, renewed while that request runs, would run out. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Request body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Request is not valid */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Too many requests */
+            429: {
+                headers: {
+                    /** @description What is left of each: `"subject-reads";r=0;t=12` (on every response). */
+                    RateLimit?: string;
+                    /** @description The quotas the request was counted against: `"subject-reads";q=1200;w=60`. */
+                    "RateLimit-Policy"?: string;
+                    /** @description Seconds until the refused request would be allowed. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+            /** @description Service unavailable */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying: the database is out of reach for now. */
+                    "Retry-After"?: number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ProblemDetail"];
+                };
+            };
+        };
+    };
+    import_questionnaire: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Any unique string (a UUID): a retry with the same key and body gets the first response instead of a second effect. Kept 24 hours. */
+                "Idempotency-Key"?: string | null;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "description": "Set aside 15 minutes at the same time each day. Write down what you worried about, then put the worries away until tomorrow's worry time.",
+                 *       "extension": [
+                 *         {
+                 *           "url": "https://fhir.homework-api.dev/StructureDefinition/estimated-minutes",
+                 *           "valueInteger": 15
+                 *         },
+                 *         {
+                 *           "url": "https://fhir.homework-api.dev/StructureDefinition/default-reminder-time",
+                 *           "valueTime": "18:00:00"
+                 *         }
+                 *       ],
+                 *       "item": [
+                 *         {
+                 *           "linkId": "worry",
+                 *           "maxLength": 2000,
+                 *           "required": true,
+                 *           "text": "What did you worry about?",
+                 *           "type": "text"
+                 *         },
+                 *         {
+                 *           "extension": [
+                 *             {
+                 *               "url": "http://hl7.org/fhir/StructureDefinition/minValue",
+                 *               "valueInteger": 1
+                 *             },
+                 *             {
+                 *               "url": "http://hl7.org/fhir/StructureDefinition/maxValue",
+                 *               "valueInteger": 60
+                 *             }
+                 *           ],
+                 *           "linkId": "minutes",
+                 *           "text": "Minutes",
+                 *           "type": "integer"
+                 *         }
+                 *       ],
+                 *       "purpose": "Postponing worry to a set time shows that worries can wait, and that many of them shrink by then.",
+                 *       "resourceType": "Questionnaire",
+                 *       "status": "active",
+                 *       "subjectType": [
+                 *         "Patient"
+                 *       ],
+                 *       "title": "Worry time"
+                 *     }
+                 */
+                "application/fhir+json": {
+                    [key: string]: unknown;
+                };
             };
         };
         responses: {
