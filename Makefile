@@ -122,3 +122,4 @@ bench: install
 	$(BIN)/python -m bench.rate_limit_cost
 	$(BIN)/python -m bench.revocation_cost
 	$(BIN)/python -m bench.metrics_cost
+	$(BIN)/python -m bench.fhir_cost

@@ -261,18 +261,23 @@ def start_ceiling(url: str, pool_size: int, workdir: Path) -> Server:
 
 
 def exchange_token(base: str, credentials: dict[str, str], kind: str, subject_id: str) -> str:
-    form = urllib.parse.urlencode(
+    return post_token(
+        base,
         {
             "grant_type": TOKEN_EXCHANGE,
             "client_id": credentials["client_id"],
             "client_secret": credentials["client_secret"],
             "subject_token": subject_id,
             "subject_token_type": f"urn:homework:token-type:{kind}-id",
-        }
-    ).encode()
+        },
+    )
+
+
+def post_token(base: str, form: dict[str, str]) -> str:
+    """The access token the service's `POST /oauth/token` answers `form` with."""
     request = urllib.request.Request(
         f"{base}/oauth/token",
-        data=form,
+        data=urllib.parse.urlencode(form).encode(),
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:

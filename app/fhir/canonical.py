@@ -85,7 +85,9 @@ def questionnaire_url(template_id: str) -> str:
 
 def instant(moment: datetime) -> str:
     """FHIR `instant` and `dateTime`: ours are UTC, written with `Z`."""
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if moment.tzinfo is not UTC:  # ours always are (app.models.base.UTCDateTime)
+        moment = moment.astimezone(UTC)
+    return moment.isoformat().replace("+00:00", "Z")
 
 
 def meta(updated_at: datetime) -> dict[str, Any]:

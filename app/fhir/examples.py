@@ -11,7 +11,7 @@ from app.fhir.capability import capability_statement
 from app.fhir.people import patient, practitioner
 from app.fhir.plans import care_plan, task
 from app.fhir.questionnaires import questionnaire
-from app.fhir.responses import questionnaire_response
+from app.fhir.responses import answer_plan, questionnaire_response
 from app.models import (
     Assignment,
     Client,
@@ -90,7 +90,7 @@ def _questionnaire_response() -> dict[str, Any]:
         completion,
         template_id=_GAD7_ID,
         template_version=_GAD7.version,
-        schema=_GAD7.response_schema_dict(),
+        answers=answer_plan(_GAD7.response_schema_dict(), "gad7"),
         client_external_id=EXTERNAL_ID,
     )
 

@@ -30,7 +30,8 @@ def questionnaire(template: Template, version: TemplateVersion) -> dict[str, Any
     resource: dict[str, Any] = {
         "resourceType": "Questionnaire",
         "id": fhir.fhir_id(template.id),
-        "meta": fhir.meta(max(template.updated_at, version.created_at)),
+        # The template's own time, which `_lastUpdated` searches (a new version updates it).
+        "meta": fhir.meta(template.updated_at),
         "extension": _template_extensions(version),
         "url": fhir.questionnaire_url(template.id),
         "identifier": [{"system": fhir.ID_SYSTEM, "value": template.id}],

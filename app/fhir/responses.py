@@ -10,6 +10,7 @@ reflection, the distress flag, the review) in our extensions (docs/FHIR.md).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Final
 
 from app.fhir import canonical as fhir
@@ -34,15 +35,65 @@ BAND_DISPLAY: Final = {
 SCORE_ID: Final = "score"
 
 
+@dataclass(frozen=True, slots=True)
+class AnswerItem:
+    """How one property's answers are written: worked out once per template version (a page
+    of 50 responses to one template walks its schema once, not 50 times)."""
+
+    link_id: str
+    repeats: bool
+    group: tuple[AnswerItem, ...] | None  # an object's properties
+    value_key: str
+    codings: tuple[dict[str, Any], ...] | None  # a measure's item: LOINC's answer for 0-3
+
+
+AnswerPlan = tuple[AnswerItem, ...]
+
+
+def answer_plan(schema: Mapping[str, Any], kind: str) -> AnswerPlan:
+    """The plan of the answers to a template version of this kind, in the schema's order."""
+    return _plan(schema, MEASURES.get(kind))
+
+
+def _plan(schema: Mapping[str, Any], measure: MeasureCodes | None) -> AnswerPlan:
+    plan = []
+    for name, prop in schema.get("properties", {}).items():
+        repeats = prop["type"] == "array"
+        element = prop["items"] if repeats else prop
+        scored = measure is not None and name in measure.items and element["type"] == "integer"
+        plan.append(
+            AnswerItem(
+                link_id=name,
+                repeats=repeats,
+                group=_plan(element, measure) if element["type"] == "object" else None,
+                value_key=_VALUE_KEYS.get(element["type"], ""),
+                codings=_FREQUENCY_ANSWERS if scored else None,
+            )
+        )
+    return tuple(plan)
+
+
+_VALUE_KEYS: Final = {
+    "boolean": "valueBoolean",
+    "integer": "valueInteger",
+    "number": "valueDecimal",
+    "string": "valueString",
+}
+# Shared by every response that gives them, never changed: they are only ever serialised.
+_FREQUENCY_ANSWERS: Final = tuple(
+    {"valueCoding": {"system": fhir.LOINC, "code": code.code, "display": code.display}}
+    for code in FREQUENCY
+)
+
+
 def questionnaire_response(
     completion: Completion,
     *,
     template_id: str,
     template_version: int,
-    schema: Mapping[str, Any],
+    answers: AnswerPlan,
     client_external_id: str,
 ) -> dict[str, Any]:
-    measure = MEASURES.get(completion.kind)
     subject = patient_reference(completion.tenant_id, completion.client_id, client_external_id)
     resource: dict[str, Any] = {
         "resourceType": "QuestionnaireResponse",
@@ -60,9 +111,10 @@ def questionnaire_response(
     author = _author(completion)
     if author is not None:
         resource["author"] = author
-    answered = answer_items(schema, completion.answers or {}, measure)
+    answered = answer_items(answers, completion.answers or {})
     if answered:
         resource["item"] = answered
+    measure = MEASURES.get(completion.kind)
     if completion.score is not None and measure is not None:
         resource["contained"] = [score_observation(completion, measure, subject)]
     return resource
@@ -73,40 +125,27 @@ def status_of(completion: Completion) -> str:
     return "amended" if status == "completed" and completion.version > 1 else status
 
 
-def answer_items(
-    schema: Mapping[str, Any], answers: Mapping[str, Any], measure: MeasureCodes | None = None
-) -> list[dict[str, Any]]:
-    """The answered items, in the schema's order; a repeating group is one item per entry."""
+def answer_items(plan: AnswerPlan, answers: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The answered items; a repeating group is one item per entry; unanswered items are left
+    out."""
     found: list[dict[str, Any]] = []
-    for name, prop in schema.get("properties", {}).items():
-        if name not in answers:
+    for item in plan:
+        if item.link_id not in answers:
             continue
-        is_array = prop["type"] == "array"
-        element = prop["items"] if is_array else prop
-        values = answers[name] if is_array else [answers[name]]
-        if element["type"] == "object":
-            found += [
-                {"linkId": name, "item": answer_items(element, value, measure)} for value in values
-            ]
+        value = answers[item.link_id]
+        values = value if item.repeats else (value,)
+        if item.group is not None:
+            group = item.group
+            found += [{"linkId": item.link_id, "item": answer_items(group, v)} for v in values]
         elif values:
-            scored = measure is not None and name in measure.items and element["type"] == "integer"
-            found.append(
-                {"linkId": name, "answer": [_answer(element, value, scored) for value in values]}
-            )
+            if item.codings is not None:
+                codings = item.codings
+                answer = [codings[v] for v in values]
+            else:
+                key = item.value_key
+                answer = [{key: v} for v in values]
+            found.append({"linkId": item.link_id, "answer": answer})
     return found
-
-
-def _answer(element: Mapping[str, Any], value: Any, scored: bool) -> dict[str, Any]:
-    if scored:
-        code = FREQUENCY[value]
-        return {"valueCoding": {"system": fhir.LOINC, "code": code.code, "display": code.display}}
-    key = {
-        "boolean": "valueBoolean",
-        "integer": "valueInteger",
-        "number": "valueDecimal",
-        "string": "valueString",
-    }[element["type"]]
-    return {key: value}
 
 
 def score_observation(
@@ -157,24 +196,42 @@ def _author(completion: Completion) -> dict[str, Any] | None:
     return None  # the vendor's backend (an import): no FHIR resource of ours stands for it
 
 
+# Shared by every response that says them, never changed: they are only ever serialised.
+_COMPLETION_STATUS: Final = {
+    status: {"url": fhir.COMPLETION_STATUS, "valueCode": status} for status in STATUS
+}
+_DISTRESS_FLAGGED: Final = {
+    flagged: {"url": fhir.DISTRESS_FLAGGED, "valueBoolean": flagged} for flagged in (False, True)
+}
+_EXCEPTIONS: Final = tuple(
+    {"url": url, "valueBoolean": True} for url in (fhir.LATE, fhir.IMPORTED, fhir.IN_SESSION)
+)
+
+
 def _extensions(completion: Completion) -> list[dict[str, Any]]:
-    values: list[tuple[str, str, Any]] = [
-        (fhir.COMPLETION_STATUS, "valueCode", completion.status),
-        *((fhir.BARRIER, "valueCode", barrier) for barrier in completion.barriers),
+    extensions: list[dict[str, Any]] = [
+        _COMPLETION_STATUS[completion.status],
+        _DISTRESS_FLAGGED[completion.distress_flagged],
+        *({"url": fhir.BARRIER, "valueCode": barrier} for barrier in completion.barriers),
+        *({"url": fhir.DISTRESS_REASON, "valueString": r} for r in completion.distress_reasons),
+        {"url": fhir.TIME_ZONE, "valueCode": completion.time_zone},
+        {"url": fhir.RECEIVED_AT, "valueInstant": fhir.instant(completion.received_at)},
+    ]
+    for url, key, value in (
         (fhir.BARRIER_NOTE, "valueString", completion.barrier_note),
         (fhir.HELPFULNESS, "valueInteger", completion.helpfulness),
         (fhir.EFFORT, "valueInteger", completion.effort),
         (fhir.MINUTES_SPENT, "valueInteger", completion.minutes_spent),
         (fhir.REFLECTION, "valueString", completion.reflection),
-        (fhir.TIME_ZONE, "valueCode", completion.time_zone),
-        (fhir.RECEIVED_AT, "valueInstant", fhir.instant(completion.received_at)),
-        (fhir.LATE, "valueBoolean", completion.late),
-        (fhir.IMPORTED, "valueBoolean", completion.imported),
-        (fhir.IN_SESSION, "valueBoolean", completion.in_session),
-        (fhir.DISTRESS_FLAGGED, "valueBoolean", completion.distress_flagged),
-        *((fhir.DISTRESS_REASON, "valueString", reason) for reason in completion.distress_reasons),
-    ]
-    extensions = [{"url": url, key: value} for url, key, value in values if value is not None]
+    ):
+        if value is not None:
+            extensions.append({"url": url, key: value})
+    # The three exceptions are written only when they hold (absent: false).
+    for flag, holds in zip(
+        _EXCEPTIONS, (completion.late, completion.imported, completion.in_session), strict=True
+    ):
+        if holds:
+            extensions.append(flag)
     if completion.reviewed_at is not None:
         extensions.append(
             {

@@ -81,6 +81,9 @@ class Occurrence(Base):
         Index("ix_occurrences_status_closes_at", "status", "closes_at"),
         # Adherence and session summaries: a client's occurrences by due time.
         Index("ix_occurrences_client_id_due_at", "client_id", "due_at"),
+        # FHIR Task searches: a tenant's, or a client's, newest first (migration 20261202_0016).
+        Index("ix_occurrences_tenant_id_client_id_id", "tenant_id", "client_id", "id"),
+        Index("ix_occurrences_tenant_id_id", "tenant_id", "id"),
     )
 
     id: Mapped[str] = id_column(default=lambda: new_id("occ"))

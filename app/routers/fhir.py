@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
+from pydantic_core import to_json
 from starlette.responses import JSONResponse
 
 from app.core.clock import NowDep
@@ -35,6 +36,11 @@ _SPEC = "https://hl7.org/fhir/R4"
 
 class FhirResponse(JSONResponse):
     media_type = FHIR_MEDIA_TYPE
+
+    def render(self, content: Any) -> bytes:
+        # pydantic-core's encoder, as FastAPI's own responses use: a page of 50 responses is
+        # about 150 KB, which the standard library's json.dumps takes four times as long over.
+        return to_json(content)
 
 
 def _documented(example: dict[str, Any], *errors: int) -> dict[int | str, dict[str, Any]]:

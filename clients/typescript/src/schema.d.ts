@@ -7656,8 +7656,8 @@ export interface operations {
                      *                 "valueCode": "done"
                      *               },
                      *               {
-                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/helpfulness",
-                     *                 "valueInteger": 4
+                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/distress-flagged",
+                     *                 "valueBoolean": false
                      *               },
                      *               {
                      *                 "url": "https://fhir.homework-api.dev/StructureDefinition/time-zone",
@@ -7668,20 +7668,8 @@ export interface operations {
                      *                 "valueInstant": "2026-11-22T19:42:00Z"
                      *               },
                      *               {
-                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/late",
-                     *                 "valueBoolean": false
-                     *               },
-                     *               {
-                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/imported",
-                     *                 "valueBoolean": false
-                     *               },
-                     *               {
-                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/in-session",
-                     *                 "valueBoolean": false
-                     *               },
-                     *               {
-                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/distress-flagged",
-                     *                 "valueBoolean": false
+                     *                 "url": "https://fhir.homework-api.dev/StructureDefinition/helpfulness",
+                     *                 "valueInteger": 4
                      *               }
                      *             ],
                      *             "id": "cmp-01jd5c7e9g1j3m5p7r9t1v3x5z",
@@ -7967,8 +7955,8 @@ export interface operations {
                      *           "valueCode": "done"
                      *         },
                      *         {
-                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/helpfulness",
-                     *           "valueInteger": 4
+                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/distress-flagged",
+                     *           "valueBoolean": false
                      *         },
                      *         {
                      *           "url": "https://fhir.homework-api.dev/StructureDefinition/time-zone",
@@ -7979,20 +7967,8 @@ export interface operations {
                      *           "valueInstant": "2026-11-22T19:42:00Z"
                      *         },
                      *         {
-                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/late",
-                     *           "valueBoolean": false
-                     *         },
-                     *         {
-                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/imported",
-                     *           "valueBoolean": false
-                     *         },
-                     *         {
-                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/in-session",
-                     *           "valueBoolean": false
-                     *         },
-                     *         {
-                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/distress-flagged",
-                     *           "valueBoolean": false
+                     *           "url": "https://fhir.homework-api.dev/StructureDefinition/helpfulness",
+                     *           "valueInteger": 4
                      *         }
                      *       ],
                      *       "id": "cmp-01jd5c7e9g1j3m5p7r9t1v3x5z",
