@@ -120,7 +120,6 @@ async def read_questionnaire(session: AsyncSession, principal: Principal, id_: s
 async def search_questionnaires(
     session: AsyncSession, principal: Principal, criteria: Criteria
 ) -> Found:
-    version = None
     statement = _questionnaires(principal)
     if criteria.url is not None:
         url, _, number = criteria.url.partition("|")
