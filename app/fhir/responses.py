@@ -10,13 +10,57 @@ reflection, the distress flag, the review) in our extensions (docs/FHIR.md).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime
 from typing import Any, Final
 
 from app.fhir import canonical as fhir
 from app.fhir.loinc import FREQUENCY, MEASURES, MeasureCodes
 from app.fhir.people import patient_reference
 from app.models import Completion
+
+
+@dataclass(frozen=True, slots=True)
+class CompletionRow:
+    """The columns of a completion that its QuestionnaireResponse is made of, in the order a
+    search selects them (app.fhir.reads): a page is mapped from these rather than from ORM
+    objects or rows read by name, which cost a third of the search between them."""
+
+    id: str
+    tenant_id: str
+    assignment_id: str
+    client_id: str
+    kind: str
+    status: str
+    answers: dict[str, Any] | None
+    barriers: list[str]
+    barrier_note: str | None
+    helpfulness: int | None
+    effort: int | None
+    minutes_spent: int | None
+    reflection: str | None
+    completed_at: datetime
+    time_zone: str
+    received_at: datetime
+    late: bool
+    imported: bool
+    recorded_by_kind: str
+    recorded_by_id: str
+    in_session: bool
+    score: int | None
+    severity: str | None
+    distress_flagged: bool
+    distress_reasons: list[str]
+    feedback: str | None
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    updated_at: datetime
+    version: int
+
+
+COMPLETION_COLUMNS: Final = tuple(f.name for f in fields(CompletionRow))
+# A completion as the API holds it, or as a search read it.
+AnyCompletion = Completion | CompletionRow
 
 STATUS: Final = {"done": "completed", "partial": "stopped", "not_done": "stopped"}
 # Which of ours each FHIR status stands for, for `status=` searches.
@@ -87,7 +131,7 @@ _FREQUENCY_ANSWERS: Final = tuple(
 
 
 def questionnaire_response(
-    completion: Completion,
+    completion: AnyCompletion,
     *,
     template_id: str,
     template_version: int,
@@ -120,7 +164,7 @@ def questionnaire_response(
     return resource
 
 
-def status_of(completion: Completion) -> str:
+def status_of(completion: AnyCompletion) -> str:
     status = STATUS[completion.status]
     return "amended" if status == "completed" and completion.version > 1 else status
 
@@ -149,7 +193,7 @@ def answer_items(plan: AnswerPlan, answers: Mapping[str, Any]) -> list[dict[str,
 
 
 def score_observation(
-    completion: Completion, measure: MeasureCodes, subject: dict[str, Any]
+    completion: AnyCompletion, measure: MeasureCodes, subject: dict[str, Any]
 ) -> dict[str, Any]:
     band = completion.severity or ""
     return {
@@ -188,7 +232,7 @@ def score_observation(
     }
 
 
-def _author(completion: Completion) -> dict[str, Any] | None:
+def _author(completion: AnyCompletion) -> dict[str, Any] | None:
     if completion.recorded_by_kind == "client":
         return fhir.reference("Patient", completion.recorded_by_id)
     if completion.recorded_by_kind == "clinician":
@@ -208,7 +252,7 @@ _EXCEPTIONS: Final = tuple(
 )
 
 
-def _extensions(completion: Completion) -> list[dict[str, Any]]:
+def _extensions(completion: AnyCompletion) -> list[dict[str, Any]]:
     extensions: list[dict[str, Any]] = [
         _COMPLETION_STATUS[completion.status],
         _DISTRESS_FLAGGED[completion.distress_flagged],
