@@ -64,6 +64,9 @@ def test_every_builtin_template_is_a_valid_questionnaire_that_round_trips(kind: 
     exported = _export(kind)
     validate(exported)
     if kind in loinc.MEASURES:
+        codes = loinc.MEASURES[kind]
+        assert exported["code"][0]["code"] == codes.panel.code
+        assert {i["linkId"]: i["code"][0]["code"] for i in exported["item"]} == codes.items
         # The scored items are LOINC codings, which a custom template cannot hold: a measure is
         # assigned from its built-in template, never imported.
         with pytest.raises(ValidationFailed):
@@ -100,6 +103,8 @@ def test_the_import_refuses_what_a_template_cannot_say_naming_the_item() -> None
     assert pointer == "/item/0/type" and "'when'" in message
     [(pointer, message)] = _refusals({"linkId": "1.1", "type": "string"})
     assert pointer == "/item/0/linkId" and "'1.1'" in message
+    [(_, message)] = _refusals({"linkId": "9" * 5000, "type": "string"})
+    assert len(message) < 200  # the refusal names the item, cut short
     [(pointer, _)] = _refusals({"linkId": "a", "type": "string"}, {"linkId": "a", "type": "string"})
     assert pointer == "/item/1/linkId"
     [(pointer, message)] = _refusals(

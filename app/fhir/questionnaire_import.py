@@ -133,8 +133,8 @@ def _object(items: Sequence[Mapping[str, Any]], path: Path, refusals: _Refusals)
         if not _LINK_ID.fullmatch(link_id):
             refusals.add(
                 (*where, "linkId"),
-                f"item {link_id!r}: a linkId must start with a letter and hold only letters, "
-                "digits and _ (at most 64)",
+                f"item {_quoted(link_id)}: a linkId must start with a letter and hold only "
+                "letters, digits and _ (at most 64)",
                 "invalid",
             )
             continue
@@ -168,7 +168,8 @@ def _property(
     if kind not in _TYPES:
         refusals.add(
             (*where, "type"),
-            f"item {link_id!r}: type {kind!r} is not supported (only {', '.join(sorted(_TYPES))})",
+            f"item {link_id!r}: type {_quoted(kind)} is not supported (only "
+            f"{', '.join(sorted(_TYPES))})",
         )
         return None
     extensions = _extensions(item)
@@ -262,6 +263,13 @@ def _choice(
         f"item {link_id!r}: answer options must all be strings or all integers",
     )
     return None
+
+
+def _quoted(value: object) -> str:
+    """A value of the body named in a message: quoted, and cut short (a refusal is never longer
+    than what it refuses)."""
+    text = str(value)
+    return repr(text if len(text) <= 64 else text[:61] + "...")
 
 
 def _extensions(element: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
