@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic_core import to_json
 from starlette.responses import JSONResponse
 
@@ -70,6 +70,53 @@ def _bundle(request: Request, found: Found, now: Any) -> FhirResponse:
     return FhirResponse(searchset(request, resources, next_cursor, now))
 
 
+async def _clinical_search(
+    request: Request,
+    patient: search.PatientParam = None,
+    status: search.StatusParam = None,
+    last_updated: search.LastUpdatedParam = None,
+    count: search.CountParam = search.DEFAULT_COUNT,
+    cursor: search.CursorParam = None,
+) -> Criteria:
+    """The parameters of the client-data searches: QuestionnaireResponse, CarePlan and Task."""
+    search.refuse_unknown(request, ("patient", "status", "_lastUpdated"))
+    return Criteria(
+        count, cursor, search.last_updated(last_updated), patient=patient, status=status
+    )
+
+
+async def _person_search(
+    request: Request,
+    identifier: search.IdentifierParam = None,
+    last_updated: search.LastUpdatedParam = None,
+    count: search.CountParam = search.DEFAULT_COUNT,
+    cursor: search.CursorParam = None,
+) -> Criteria:
+    """The parameters of the Patient and Practitioner searches."""
+    search.refuse_unknown(request, ("identifier", "_lastUpdated"))
+    return Criteria(
+        count, cursor, search.last_updated(last_updated), identifier=search.identifier(identifier)
+    )
+
+
+async def _questionnaire_search(
+    request: Request,
+    url: search.UrlParam = None,
+    status: search.StatusParam = None,
+    last_updated: search.LastUpdatedParam = None,
+    count: search.CountParam = search.DEFAULT_COUNT,
+    cursor: search.CursorParam = None,
+) -> Criteria:
+    search.refuse_unknown(request, ("url", "status", "_lastUpdated"))
+    return Criteria(count, cursor, search.last_updated(last_updated), status=status, url=url)
+
+
+# Each follows the route's `require(...)` in its signature: the token is checked first.
+ClinicalSearch = Annotated[Criteria, Depends(_clinical_search)]
+PersonSearch = Annotated[Criteria, Depends(_person_search)]
+QuestionnaireSearch = Annotated[Criteria, Depends(_questionnaire_search)]
+
+
 _READ_DESCRIPTION = (
     "By its FHIR id. Same scope, visibility and audit as the /v1 read of the same object: "
     "another tenant's, or one the caller may not see, is 404 (an `OperationOutcome`)."
@@ -124,15 +171,9 @@ async def search_questionnaires(
     request: Request,
     session: SessionDep,
     principal: Annotated[Principal, require("templates", "s")],
+    criteria: QuestionnaireSearch,
     now: NowDep,
-    url: search.UrlParam = None,
-    status: search.StatusParam = None,
-    last_updated: search.LastUpdatedParam = None,
-    count: search.CountParam = search.DEFAULT_COUNT,
-    cursor: search.CursorParam = None,
 ) -> FhirResponse:
-    search.refuse_unknown(request, ("url", "status", "_lastUpdated"))
-    criteria = Criteria(count, cursor, search.last_updated(last_updated), status=status, url=url)
     return _bundle(request, await reads.search_questionnaires(session, principal, criteria), now)
 
 
@@ -174,19 +215,12 @@ async def search_questionnaire_responses(
     request: Request,
     session: SessionDep,
     principal: Annotated[Principal, require("completions", "s")],
+    criteria: ClinicalSearch,
     now: NowDep,
-    patient: search.PatientParam = None,
-    status: search.StatusParam = None,
-    last_updated: search.LastUpdatedParam = None,
-    count: search.CountParam = search.DEFAULT_COUNT,
-    cursor: search.CursorParam = None,
 ) -> FhirResponse:
-    search.refuse_unknown(request, ("patient", "status", "_lastUpdated"))
-    criteria = Criteria(
-        count, cursor, search.last_updated(last_updated), patient=patient, status=status
+    return _bundle(
+        request, await reads.search_questionnaire_responses(session, principal, criteria), now
     )
-    found = await reads.search_questionnaire_responses(session, principal, criteria)
-    return _bundle(request, found, now)
 
 
 @router.get(
@@ -218,17 +252,9 @@ async def search_care_plans(
     request: Request,
     session: SessionDep,
     principal: Annotated[Principal, require("assignments", "s")],
+    criteria: ClinicalSearch,
     now: NowDep,
-    patient: search.PatientParam = None,
-    status: search.StatusParam = None,
-    last_updated: search.LastUpdatedParam = None,
-    count: search.CountParam = search.DEFAULT_COUNT,
-    cursor: search.CursorParam = None,
 ) -> FhirResponse:
-    search.refuse_unknown(request, ("patient", "status", "_lastUpdated"))
-    criteria = Criteria(
-        count, cursor, search.last_updated(last_updated), patient=patient, status=status
-    )
     return _bundle(request, await reads.search_care_plans(session, principal, criteria), now)
 
 
@@ -261,17 +287,9 @@ async def search_tasks(
     request: Request,
     session: SessionDep,
     principal: Annotated[Principal, require("assignments", "s")],
+    criteria: ClinicalSearch,
     now: NowDep,
-    patient: search.PatientParam = None,
-    status: search.StatusParam = None,
-    last_updated: search.LastUpdatedParam = None,
-    count: search.CountParam = search.DEFAULT_COUNT,
-    cursor: search.CursorParam = None,
 ) -> FhirResponse:
-    search.refuse_unknown(request, ("patient", "status", "_lastUpdated"))
-    criteria = Criteria(
-        count, cursor, search.last_updated(last_updated), patient=patient, status=status
-    )
     return _bundle(request, await reads.search_tasks(session, principal, criteria), now)
 
 
@@ -307,16 +325,9 @@ async def search_patients(
     request: Request,
     session: SessionDep,
     principal: Annotated[Principal, require("clients", "s")],
+    criteria: PersonSearch,
     now: NowDep,
-    identifier: search.IdentifierParam = None,
-    last_updated: search.LastUpdatedParam = None,
-    count: search.CountParam = search.DEFAULT_COUNT,
-    cursor: search.CursorParam = None,
 ) -> FhirResponse:
-    search.refuse_unknown(request, ("identifier", "_lastUpdated"))
-    criteria = Criteria(
-        count, cursor, search.last_updated(last_updated), identifier=search.identifier(identifier)
-    )
     return _bundle(request, await reads.search_patients(session, principal, criteria), now)
 
 
@@ -351,14 +362,7 @@ async def search_practitioners(
     request: Request,
     session: SessionDep,
     principal: Annotated[Principal, require("clinicians", "s")],
+    criteria: PersonSearch,
     now: NowDep,
-    identifier: search.IdentifierParam = None,
-    last_updated: search.LastUpdatedParam = None,
-    count: search.CountParam = search.DEFAULT_COUNT,
-    cursor: search.CursorParam = None,
 ) -> FhirResponse:
-    search.refuse_unknown(request, ("identifier", "_lastUpdated"))
-    criteria = Criteria(
-        count, cursor, search.last_updated(last_updated), identifier=search.identifier(identifier)
-    )
     return _bundle(request, await reads.search_practitioners(session, principal, criteria), now)
