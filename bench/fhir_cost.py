@@ -53,9 +53,6 @@ import asyncpg
 from bench import load, seed_load
 
 DATABASE = "homework_bench_fhir"
-# bench.load's functions (recreate_database, drop_database, and drive's count of the
-# PostgreSQL backends' CPU) read its module-level DATABASE: point them at ours.
-load.DATABASE = DATABASE
 
 GOAL = 0.7
 PAGE = 50
@@ -177,7 +174,7 @@ async def main(arguments: argparse.Namespace) -> int:
     )
     now = datetime.now(UTC)
     say(f"\n1. database {DATABASE}: recreate, migrate, seed")
-    url = await load.recreate_database(admin_url)
+    url = await load.recreate_database(admin_url, DATABASE)
     service: load.Server | None = None
     runs: dict[str, list[load.Run]] = {"ours": [], "fhir": []}
     profile: dict[str, Any] | None = None
@@ -258,7 +255,7 @@ async def main(arguments: argparse.Namespace) -> int:
     finally:
         if service is not None:
             service.stop()
-        await load.drop_database(admin_url)
+        await load.drop_database(admin_url, DATABASE)
 
     best = {name: max(done, key=lambda r: r.rps) for name, done in runs.items()}
     ours, fhir = best["ours"], best["fhir"]

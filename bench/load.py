@@ -116,20 +116,20 @@ def _dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(False)
 
 
-async def recreate_database(admin_url: str) -> str:
+async def recreate_database(admin_url: str, database: str = DATABASE) -> str:
     admin = await asyncpg.connect(_dsn(admin_url))
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{DATABASE}"')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{database}"')
     finally:
         await admin.close()
-    return make_url(admin_url).set(database=DATABASE).render_as_string(False)
+    return make_url(admin_url).set(database=database).render_as_string(False)
 
 
-async def drop_database(admin_url: str) -> None:
+async def drop_database(admin_url: str, database: str = DATABASE) -> None:
     admin = await asyncpg.connect(_dsn(admin_url))
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     finally:
         await admin.close()
 
@@ -442,7 +442,7 @@ def _backend_pids(dsn: str) -> list[int]:
             "    await c.close()\n"
             "asyncio.run(m())",
             dsn,
-            DATABASE,
+            str(make_url(dsn).database),  # the backends serving the benchmark's database
         ],
         capture_output=True,
         text=True,

@@ -15,8 +15,8 @@ from app.fhir.examples import IMPORTABLE_QUESTIONNAIRE
 from app.fhir.questionnaire_import import template_from_questionnaire
 from app.fhir.questionnaires import questionnaire
 from app.fhir.search import last_updated
-from app.models import Template, TemplateVersion
-from app.services.builtin_templates import builtin_template_id
+from app.models import Template
+from app.services.builtin_templates import builtin_template_id, version_row
 from app.services.template_catalog import BUILTIN_TEMPLATES
 from tests.fhir_validation import validate
 
@@ -44,18 +44,11 @@ def test_every_loinc_code_carries_its_check_digit() -> None:
 
 
 def _export(kind: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    builtin = BUILTIN_TEMPLATES[kind]
     template = Template(id=builtin_template_id(kind), kind=kind, latest_version=1, updated_at=_AT)
-    version = TemplateVersion(
-        number=builtin.version,
-        name=builtin.name,
-        instructions=builtin.instructions,
-        purpose=builtin.purpose,
-        estimated_minutes=builtin.estimated_minutes,
-        response_schema=schema or builtin.response_schema_dict(),
-        default_reminder_local_times=list(builtin.default_reminder_local_times),
-        created_at=_AT,
-    )
+    version = version_row(template.id, BUILTIN_TEMPLATES[kind])
+    version.created_at = _AT
+    if schema is not None:
+        version.response_schema = schema
     return questionnaire(template, version)
 
 

@@ -29,7 +29,8 @@ from app.schemas.common import (
     EXAMPLE_OCCURRENCE_IDS,
     EXAMPLE_TIME_ZONE,
 )
-from app.services.builtin_templates import builtin_template_id
+from app.schemas.templates import TemplateCreate
+from app.services.builtin_templates import builtin_template_id, version_row
 from app.services.template_catalog import BUILTIN_TEMPLATES
 
 TENANT: Final = "ten_01jd3v2k4m6p8r0t2v4x6z8b0d"
@@ -45,17 +46,8 @@ def _questionnaire() -> dict[str, Any]:
     template = Template(
         id=_GAD7_ID, tenant_id=None, kind="gad7", latest_version=1, updated_at=_CREATED
     )
-    version = TemplateVersion(
-        template_id=_GAD7_ID,
-        number=_GAD7.version,
-        name=_GAD7.name,
-        instructions=_GAD7.instructions,
-        purpose=_GAD7.purpose,
-        estimated_minutes=_GAD7.estimated_minutes,
-        response_schema=_GAD7.response_schema_dict(),
-        default_reminder_local_times=list(_GAD7.default_reminder_local_times),
-        created_at=_CREATED,
-    )
+    version = version_row(_GAD7_ID, _GAD7)
+    version.created_at = _CREATED
     return questionnaire(template, version)
 
 
@@ -178,8 +170,6 @@ def searchset(resource: dict[str, Any], query: str) -> dict[str, Any]:
 def _importable() -> dict[str, Any]:
     """The examples' own custom template ("Worry time") as a Questionnaire to import: what we
     would emit for it, less what the server assigns (id, url, identifier, version, dates)."""
-    from app.schemas.templates import TemplateCreate  # the schemas import this package's users
-
     extra = cast("dict[str, Any]", TemplateCreate.model_config.get("json_schema_extra"))
     fields = dict(extra["examples"][0])
     template = Template(id="tpl_example", kind="custom", latest_version=1, updated_at=_CREATED)

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
+from fhir.resources.R4B.questionnaire import Questionnaire
 from pydantic import ValidationError
 
 from app.core.errors import FieldError, ValidationFailed, field_error
@@ -109,9 +110,6 @@ def _parse(body: Mapping[str, Any]) -> None:
         raise ValidationFailed.for_field(
             "body", ["resourceType"], "The body must be a FHIR Questionnaire.", "invalid"
         )
-    # Loaded on the first import, not at every start-up (a fifth of a second).
-    from fhir.resources.R4B.questionnaire import Questionnaire
-
     try:
         Questionnaire.model_validate(body)
     except ValidationError as exc:

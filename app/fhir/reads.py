@@ -409,10 +409,8 @@ async def read_patient(session: AsyncSession, principal: Principal, id_: str) ->
 async def search_patients(session: AsyncSession, principal: Principal, criteria: Criteria) -> Found:
     statement = _by_identifier(visible_clients(principal), Client, principal, "client", criteria)
     statement = _filtered(statement, criteria, updated=Client.updated_at)
-    rows = (
-        await session.scalars(paginate(statement, Client.id, criteria.count, criteria.cursor))
-    ).all()
-    clients, next_cursor = page_of(rows, criteria.count, lambda c: c.id)
+    rows, next_cursor = await _page(session, statement, Client.id, criteria)
+    clients = [client for (client,) in rows]
     await audit.record(session, principal, Action.list, "client", [(c.id, c.id) for c in clients])
     return [patient(c) for c in clients], next_cursor
 
@@ -433,8 +431,5 @@ async def search_practitioners(
         visible_clinicians(principal), Clinician, principal, "clinician", criteria
     )
     statement = _filtered(statement, criteria, updated=Clinician.updated_at)
-    rows = (
-        await session.scalars(paginate(statement, Clinician.id, criteria.count, criteria.cursor))
-    ).all()
-    clinicians, next_cursor = page_of(rows, criteria.count, lambda c: c.id)
-    return [practitioner(c) for c in clinicians], next_cursor
+    rows, next_cursor = await _page(session, statement, Clinician.id, criteria)
+    return [practitioner(clinician) for (clinician,) in rows], next_cursor

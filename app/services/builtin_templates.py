@@ -34,14 +34,15 @@ async def sync_builtin_templates(session: AsyncSession) -> int:
             )
             session.add(template)
         if builtin.version > template.latest_version:
-            session.add(_version_row(template.id, builtin))
+            session.add(version_row(template.id, builtin))
             template.latest_version = builtin.version
             added += 1
     await session.flush()
     return added
 
 
-def _version_row(template_id: str, builtin: BuiltinTemplate) -> TemplateVersion:
+def version_row(template_id: str, builtin: BuiltinTemplate) -> TemplateVersion:
+    """The catalogue entry as a (new, unsaved) version row of the template `template_id`."""
     return TemplateVersion(
         template_id=template_id,
         number=builtin.version,
